@@ -1,0 +1,238 @@
+"""Typed configuration: the one place that knows every option of every stage.
+
+Configs are YAML files in ``configs/`` (``smoke``, ``default``, ``full``) or any path. Command-line
+overrides are ``section.key=value`` strings whose values are parsed as YAML scalars/lists. Unknown
+keys and wrong types raise :class:`ConfigError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message is meant for the user as is."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the labeled set lives and how it is split."""
+
+    root: str = "data"  # folder holding labeled sets, one sub-folder per set
+    set: str = "demo"  # set name under root; "demo" = the procedural demo set (rendered on demand)
+    n_train: int = Field(100, ge=1)  # real training pairs (~100 is the product's premise)
+    n_val: int = Field(20, ge=1)
+    n_test: int | None = Field(None, ge=1)  # None: every remaining image (a fixed list in set.yaml wins)
+    split_seed: int = 0
+    max_image_pixels: int = Field(40_000_000, ge=1)  # images larger than this are refused
+    max_instances: int = Field(65_535, ge=1)
+    demo_images: int = Field(160, ge=4)  # size of the procedural demo set when set == "demo"
+    demo_size: int = Field(256, ge=32)
+
+
+class ShapeBankConfig(Section):
+    min_area: int = Field(12, ge=1)  # objects smaller than this (px) are noise, not shapes
+    max_shapes: int = Field(20_000, ge=1)
+
+
+class MasksConfig(Section):
+    """Synthetic instance masks: where they come from and how many."""
+
+    count: int = Field(1000, ge=1)
+    size: int = Field(128, ge=16)  # square masks, pixels
+    # Fractions of `count` per source; normalised. placement: shape-bank random placement;
+    # segmodel: a segmentation model's predictions on unlabeled images; progan: ProgressiveGAN.
+    sources: dict[str, float] = Field(default_factory=lambda: {"placement": 1.0})
+    overlap: Literal["none", "touch", "any"] = "touch"  # may objects touch / overlap?
+    max_overlap: float = Field(0.15, ge=0.0, le=1.0)  # fraction of a shape allowed under others ("any")
+    scale_jitter: float = Field(0.2, ge=0.0, le=1.0)  # +-relative scale applied to bank shapes
+    scale: float | None = Field(None, gt=0)  # None: match real object sizes after resizing to `size`
+    border_truncation: bool = True  # shapes may be cut by the image border, as in real crops
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    segmodel_min_score: float = Field(0.5, ge=0.0, le=1.0)
+    progan_steps: int = Field(2000, ge=1)
+
+
+class GeneratorConfig(Section):
+    """Mask-to-image generator training (SPADE or U-GAT-IT)."""
+
+    model: Literal["spade", "ugatit", "copypaste"] = "spade"
+    image_size: int = Field(128, ge=16)
+    channels: int = Field(32, ge=4)  # base width; 64 is the paper-sized GPU setting
+    batch_size: int = Field(4, ge=1)
+    steps: int = Field(1500, ge=1)
+    lr_g: float = Field(1e-4, gt=0)
+    lr_d: float = Field(4e-4, gt=0)  # two-timescale update rule
+    beta1: float = 0.0
+    beta2: float = 0.999
+    ema: float = Field(0.999, ge=0.0, lt=1.0)
+    diffaug: str = "color,translation,cutout"  # empty string disables
+    use_vae: bool = False
+    vgg_weights: str | None = None  # local VGG19 weights file for the perceptual loss (no downloads)
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0
+    lambda_kl: float = 0.05
+    num_d: int = Field(2, ge=1, le=3)  # discriminator scales
+    light: bool = True  # U-GAT-IT light mode
+    checkpoint_every: int = Field(250, ge=1)
+    sample_every: int = Field(250, ge=1)
+    nan_retries: int = Field(3, ge=0)
+    amp: bool = True  # bf16 autocast on CUDA only
+    seed: int = 0
+
+
+class GenerationConfig(Section):
+    count: int = Field(1000, ge=1)  # synthetic pairs to write
+    styles_per_mask: int = Field(1, ge=1)
+    shard_size: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+    compile: bool = False
+    seed: int = 0
+
+
+class SegmentationConfig(Section):
+    arch: str = "Linknet"  # any segmentation-models-pytorch architecture name
+    encoder: str = "resnet18"
+    encoder_weights: str | None = None  # None, or a local weights file (never downloaded)
+    target: Literal["boundary", "binary"] = "boundary"  # foreground+boundary -> watershed, or binary -> CC
+    loss: Literal["dice_bce", "dice_focal"] = "dice_bce"
+    image_size: int = Field(128, ge=32)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    pretrain_steps: int = Field(1500, ge=1)  # on synthetic pairs
+    finetune_steps: int = Field(600, ge=1)  # on real pairs, same for every arm
+    finetune_lr: float = Field(5e-4, gt=0)
+    eval_every: int = Field(100, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    n_real: list[int] = Field(default_factory=lambda: [100])  # real training pairs per study point
+    arms: list[Literal["baseline", "long_baseline", "pretrained", "mixed"]] = Field(
+        default_factory=lambda: ["baseline", "long_baseline", "pretrained"]
+    )
+    amp: bool = True
+    seed: int = 0
+
+
+class EvaluationConfig(Section):
+    iou_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    min_object_area: int = Field(8, ge=0)  # predicted objects smaller than this are dropped
+    fg_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    boundary_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+class RuntimeConfig(Section):
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    num_workers: int = Field(0, ge=0)  # DataLoader workers
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None  # existing Dask scheduler; None with task_runner=dask = local cluster
+    dask_workers: int = Field(2, ge=1)
+    runs_dir: str = "runs"
+    progress: bool = True
+
+
+class Config(Section):
+    name: str = "default"
+    data: DataConfig = Field(default_factory=DataConfig)
+    shape_bank: ShapeBankConfig = Field(default_factory=ShapeBankConfig)
+    masks: MasksConfig = Field(default_factory=MasksConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> Config:
+        known = {"placement", "segmodel", "progan"}
+        bad = set(self.masks.sources) - known
+        if bad:
+            raise ValueError(f"masks.sources: unknown source(s) {sorted(bad)}; known: {sorted(known)}")
+        if not self.masks.sources or sum(self.masks.sources.values()) <= 0:
+            raise ValueError("masks.sources: at least one source needs a positive fraction")
+        return self
+
+    def section_hash(self, *sections: str) -> str:
+        """Stable hash of the named sections: part of each stage's cache key."""
+        payload = {s: getattr(self, s).model_dump(mode="json") for s in sections}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            parts.append(f"'{loc}': {e['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """`smoke` -> configs/smoke.yaml; anything with a suffix or separator is a path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or len(p.parts) > 1:
+        return p
+    return CONFIG_DIR / f"{name_or_path}.yaml"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected section.key=value")
+    key, raw = text.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return keys, value
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{k}' is not a section")
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def load_config(name_or_path: str | Path = "default", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    path = resolve_config_path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise ConfigError(f"{path}: config not found (built-in configs: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    raw = apply_overrides(raw, list(overrides))
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, str(path))) from None

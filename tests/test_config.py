@@ -1,0 +1,48 @@
+import pytest
+
+from pipeline.config import CONFIG_DIR, Config, ConfigError, load_config
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "full"])
+def test_builtin_configs_load(name):
+    cfg = load_config(name)
+    assert cfg.name == name
+
+
+def test_override_changes_value_and_parses_yaml_types():
+    cfg = load_config("smoke", ["segmentation.seeds=[3, 4]", "generator.model=ugatit", "masks.count=7"])
+    assert cfg.segmentation.seeds == [3, 4]
+    assert cfg.generator.model == "ugatit"
+    assert cfg.masks.count == 7
+
+
+def test_unknown_key_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown key 'masks.cuont'"):
+        load_config("smoke", ["masks.cuont=3"])
+
+
+def test_wrong_type_is_a_clear_error():
+    with pytest.raises(ConfigError, match="masks.count"):
+        load_config("smoke", ["masks.count=many"])
+
+
+def test_unknown_mask_source_rejected():
+    with pytest.raises(ConfigError, match="unknown source"):
+        load_config("smoke", ["masks.sources={gan: 1.0}"])
+
+
+def test_missing_config_names_builtins(tmp_path):
+    with pytest.raises(ConfigError, match="config not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_section_hash_changes_only_with_its_section():
+    a, b = Config(), Config()
+    b.segmentation.lr = 0.123
+    assert a.section_hash("masks") == b.section_hash("masks")
+    assert a.section_hash("segmentation") != b.section_hash("segmentation")
+
+
+def test_every_yaml_in_configs_is_valid():
+    for path in CONFIG_DIR.glob("*.yaml"):
+        load_config(path)
