@@ -27,6 +27,7 @@ from skimage.segmentation import relabel_sequential
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 MASK_EXTS = {".png", ".tif", ".tiff", ".bmp"}
 
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report problems ourselves
 Image.MAX_IMAGE_PIXELS = None  # the size limit is ours (config), not Pillow's bomb check
 
 

@@ -86,6 +86,7 @@ class SetInvalid(InputError):
 def _list_files(folder: Path, exts: set[str], set_root: Path, report: SetReport) -> dict[str, Path]:
     """Files of a set's sub-folder by stem; refuses escaping symlinks and duplicate stems."""
     by_stem: dict[str, Path] = {}
+    ambiguous: set[str] = set()
     root_resolved = set_root.resolve()
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
@@ -101,8 +102,12 @@ def _list_files(folder: Path, exts: set[str], set_root: Path, report: SetReport)
         if path.suffix.lower() not in exts:
             report.notes.append(f"{path}: not a supported image file; ignored")
             continue
-        if path.stem in by_stem:
-            report.errors.append(f"{path}: duplicate stem '{path.stem}' (also {by_stem[path.stem].name})")
+        if path.stem in by_stem or path.stem in ambiguous:
+            first = by_stem.pop(path.stem, None)
+            if first is not None:
+                report.errors.append(f"{first}: duplicate stem '{path.stem}' with different extensions; refused")
+            report.errors.append(f"{path}: duplicate stem '{path.stem}' with different extensions; refused")
+            ambiguous.add(path.stem)
             continue
         by_stem[path.stem] = path
     return by_stem
