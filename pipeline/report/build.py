@@ -1,0 +1,221 @@
+"""The report: one self-contained HTML file (images embedded) and a Markdown summary.
+
+It reads only files of a run folder, so it can be rebuilt at any time with
+``synth-pretrain report RUN_DIR``:
+
+* ``config.yaml``, ``set.json``, ``splits.json``, ``stages.json`` (written by the stages);
+* ``results.csv``: one row per (arm, seed, n_real) with the object-level test metrics;
+* optional ``quality.json`` (synthetic-data quality), ``samples.png`` (synthetic sample grid),
+  ``mask_stats.png``, ``sizes.npz`` (equivalent diameters per arm and of the ground truth) and
+  ``overlays/*.png`` (best and worst test images).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+
+from ..io import read_json, write_text  # noqa: E402
+
+ARM_LABELS = {
+    "baseline": "real only",
+    "long_baseline": "real only, long (same total steps)",
+    "pretrained": "synthetic pretrain + real fine-tune",
+    "mixed": "real + synthetic mixed",
+    "copypaste": "copy-paste pretrain + real fine-tune",
+}
+METRICS = ["f1", "precision", "recall", "mean_matched_iou", "pixel_iou", "count_rel_error", "size_wasserstein"]
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _file_png(path: Path) -> str | None:
+    return base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (n_real, arm), plus the paired F1 difference to the baseline."""
+    cols = [m for m in METRICS if m in results.columns]
+    g = results.groupby(["n_real", "arm"], sort=False)[cols]
+    out = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("seeds"))
+    out = out.reset_index()
+    diffs = []
+    for _, row in out.iterrows():
+        base = results[(results.arm == "baseline") & (results.n_real == row.n_real)].set_index("seed")["f1"]
+        arm = results[(results.arm == row.arm) & (results.n_real == row.n_real)].set_index("seed")["f1"]
+        d = (arm - base).dropna()
+        diffs.append(
+            {
+                "f1_diff_mean": d.mean() if len(d) else np.nan,
+                "f1_diff_std": d.std(ddof=1) if len(d) > 1 else np.nan,
+                "seeds_above_baseline": int((d > 0).sum()),
+            }
+        )
+    return pd.concat([out, pd.DataFrame(diffs)], axis=1)
+
+
+def _pm(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
+    if pd.isna(mean):
+        return "–"
+    s = f"{mean * scale:.{digits}f}"
+    return s + (f" ± {std * scale:.{digits}f}" if not pd.isna(std) else "")
+
+
+def _metric_plot(results: pd.DataFrame) -> str:
+    arms = list(dict.fromkeys(results.arm))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    for ax, metric in zip(axes, ["precision", "recall", "f1"]):
+        for i, arm in enumerate(arms):
+            vals = results[results.arm == arm][metric].to_numpy() * 100
+            ax.bar(i, vals.mean(), color=f"C{i}", alpha=0.75)
+            ax.scatter(np.full(len(vals), i), vals, color="k", s=14, zorder=3)
+        ax.set_xticks(range(len(arms)), [a.replace("_", "\n") for a in arms], fontsize=8)
+        ax.set_title(f"object {metric} @ IoU 0.5 (%)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("test set, bars = mean over seeds, dots = single seeds", fontsize=9)
+    return _png(fig)
+
+
+def _size_plot(sizes: dict[str, np.ndarray], object_name: str) -> str | None:
+    if "ground_truth" not in sizes:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    gt = sizes["ground_truth"]
+    hi = np.percentile(gt, 99) if len(gt) else 1.0
+    bins = np.linspace(0, max(hi, 1.0), 30)
+    ax.hist(gt, bins=bins, histtype="stepfilled", alpha=0.3, color="k", label="ground truth")
+    for i, (name, d) in enumerate((k, v) for k, v in sizes.items() if k != "ground_truth"):
+        ax.hist(d, bins=bins, histtype="step", lw=1.6, color=f"C{i}", label=name)
+    ax.set_xlabel(f"{object_name} equivalent diameter (px)")
+    ax.set_ylabel("objects")
+    ax.legend(fontsize=8)
+    ax.set_title("size distribution on the test set (seed 0)")
+    return _png(fig)
+
+
+def _stage_plot(stages: list[dict]) -> str | None:
+    if not stages:
+        return None
+    frame = pd.DataFrame(stages)
+    agg = frame.groupby("stage", sort=False)[["seconds", "compute_seconds"]].sum()
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(agg) + 1))
+    ax.barh(agg.index[::-1], agg["compute_seconds"][::-1] / 60, color="C7", label="compute (first run)")
+    ax.barh(agg.index[::-1], agg["seconds"][::-1] / 60, color="C0", label="this run")
+    ax.set_xlabel("minutes")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def build_report(run_dir: str | Path) -> tuple[Path, Path]:
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.csv").is_file():
+        from ..data.images import InputError
+
+        raise InputError(f"{run_dir}: no results.csv; is this a finished run folder?")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    set_info = read_json(run_dir / "set.json") if (run_dir / "set.json").is_file() else {}
+    stages = read_json(run_dir / "stages.json") if (run_dir / "stages.json").is_file() else []
+    quality = read_json(run_dir / "quality.json") if (run_dir / "quality.json").is_file() else {}
+    results = pd.read_csv(run_dir / "results.csv")
+    summary = summarize(results)
+    sizes = {}
+    if (run_dir / "sizes.npz").is_file():
+        with np.load(run_dir / "sizes.npz") as z:
+            sizes = {k: z[k] for k in z.files}
+
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append(
+            {
+                "n_real": int(r.n_real),
+                "arm": r.arm,
+                "label": ARM_LABELS.get(r.arm, r.arm),
+                "seeds": int(r.seeds),
+                "f1": _pm(r.f1_mean, r.f1_std),
+                "precision": _pm(r.precision_mean, r.precision_std),
+                "recall": _pm(r.recall_mean, r.recall_std),
+                "iou": _pm(r.get("mean_matched_iou_mean", np.nan), r.get("mean_matched_iou_std", np.nan)),
+                "count": _pm(r.get("count_rel_error_mean", np.nan), r.get("count_rel_error_std", np.nan)),
+                "diff": "" if r.arm == "baseline" else _pm(r.f1_diff_mean, r.f1_diff_std),
+                "above": "" if r.arm == "baseline" else f"{r.seeds_above_baseline}/{int(r.seeds)}",
+            }
+        )
+    verdict = _verdict(summary)
+    overlays = sorted((run_dir / "overlays").glob("*.png")) if (run_dir / "overlays").is_dir() else []
+    env = Environment(loader=PackageLoader("pipeline.report", "templates"), autoescape=select_autoescape(["html"]))
+    context = {
+        "run_dir": str(run_dir),
+        "set": set_info,
+        "config_yaml": yaml.safe_dump(cfg, sort_keys=False),
+        "rows": rows,
+        "verdict": verdict,
+        "per_seed": results.round(4).to_dict("records"),
+        "per_seed_columns": list(results.round(4).columns),
+        "quality": quality,
+        "metric_plot": _metric_plot(results),
+        "size_plot": _size_plot(sizes, set_info.get("object_name", "object")),
+        "stage_plot": _stage_plot(stages),
+        "stages": stages,
+        "samples": _file_png(run_dir / "samples.png"),
+        "mask_stats": _file_png(run_dir / "mask_stats.png"),
+        "overlays": [(p.stem.replace("_", " "), _file_png(p)) for p in overlays],
+    }
+    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    write_text(html_path, env.get_template("report.html.j2").render(**context))
+    write_text(md_path, env.get_template("report.md.j2").render(**context))
+    return html_path, md_path
+
+
+def _verdict(summary: pd.DataFrame) -> str:
+    pre = summary[summary.arm == "pretrained"]
+    if pre.empty:
+        return "No synthetic-pretraining arm in this run."
+    parts = []
+    for _, r in pre.iterrows():
+        if pd.isna(r.f1_diff_mean):
+            continue
+        direction = "higher" if r.f1_diff_mean > 0 else "lower"
+        parts.append(
+            f"With {int(r.n_real)} real training pairs, synthetic pretraining gave an object F1 "
+            f"{abs(r.f1_diff_mean) * 100:.1f} points {direction} than the real-only baseline "
+            f"(mean of {int(r.seeds)} seeds; above the baseline in {r.seeds_above_baseline} of {int(r.seeds)})."
+        )
+        long = summary[(summary.arm == "long_baseline") & (summary.n_real == r.n_real)]
+        if not long.empty:
+            d = (r.f1_mean - long.iloc[0].f1_mean) * 100
+            parts.append(
+                f"Against the long baseline (real data only, same total steps) the difference is {d:+.1f} points."
+            )
+    return " ".join(parts) or "Not enough seeds to compare."
+
+
+def results_markdown_table(results: pd.DataFrame) -> str:
+    """The summary table as Markdown (used by the report, the flow's artifact and docs)."""
+    s = summarize(results)
+    lines = [
+        "| real pairs | arm | seeds | F1@0.5 (%) | precision (%) | recall (%) | ΔF1 vs baseline | seeds above |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in s.iterrows():
+        diff = "" if r.arm == "baseline" else _pm(r.f1_diff_mean, r.f1_diff_std)
+        above = "" if r.arm == "baseline" else f"{r.seeds_above_baseline}/{int(r.seeds)}"
+        lines.append(
+            f"| {int(r.n_real)} | {r.arm} | {int(r.seeds)} | {_pm(r.f1_mean, r.f1_std)} | "
+            f"{_pm(r.precision_mean, r.precision_std)} | {_pm(r.recall_mean, r.recall_std)} | {diff} | {above} |"
+        )
+    return "\n".join(lines)
