@@ -138,6 +138,7 @@ class RuntimeConfig(Section):
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = None  # existing Dask scheduler; None with task_runner=dask = local cluster
     dask_workers: int = Field(2, ge=1)
+    max_parallel_tasks: int = Field(1, ge=1)  # thread runner: stages already use every core, so 1 on CPU
     runs_dir: str = "runs"
     progress: bool = True
 

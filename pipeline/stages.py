@@ -151,3 +151,213 @@ def record(ctx: SetContext, stage: str, path: Path, seconds: float, cached: bool
         {"stage": stage, "path": str(path), "seconds": round(seconds, 3), "cached": cached, "compute_seconds": computed}
     )
     write_json(f, entries)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages. Each returns (output folder, seconds spent in this call, cached?).
+
+
+def _timed(d: Path, compute, **info: Any) -> tuple[Path, float, bool]:
+    if is_done(d):
+        return d, 0.0, True
+    t0 = time.perf_counter()
+    d.mkdir(parents=True, exist_ok=True)
+    compute(d)
+    secs = time.perf_counter() - t0
+    mark_done(d, secs, **info)
+    return d, secs, False
+
+
+def _section(cfg_section, drop: tuple[str, ...] = ()) -> dict:
+    return {k: v for k, v in cfg_section.model_dump(mode="json").items() if k not in drop}
+
+
+def shape_bank_key(ctx: SetContext) -> str:
+    return make_key("shape_bank", ctx.set_hash, ctx.splits["train"], _section(ctx.cfg.shape_bank), code_hash("masks"))
+
+
+def stage_shape_bank(ctx: SetContext) -> tuple[Path, float, bool]:
+    from .masks.shape_bank import build_shape_bank
+
+    def compute(d: Path) -> None:
+        pairs = ctx.pairs("train")
+        bank = build_shape_bank([m for _, m in pairs], ctx.cfg.shape_bank, image_ids=ctx.splits["train"])
+        bank.save(d)
+
+    return _timed(ctx.stage_dir("shape_bank", shape_bank_key(ctx)), compute)
+
+
+def source_counts(cfg: Config) -> dict[str, int]:
+    """Split masks.count over the configured sources by their fractions (largest remainder)."""
+    src = {k: v for k, v in cfg.masks.sources.items() if v > 0}
+    total = sum(src.values())
+    raw = {k: cfg.masks.count * v / total for k, v in src.items()}
+    counts = {k: int(v) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[: cfg.masks.count - sum(counts.values())]:
+        counts[k] += 1
+    return {k: v for k, v in counts.items() if v > 0}
+
+
+def placement_key(ctx: SetContext, bank_dir: Path, count: int) -> str:
+    masks = _section(ctx.cfg.masks, drop=("count", "sources", "workers", "segmodel_min_score", "progan_steps"))
+    return make_key("placement", bank_dir.name, masks, count, code_hash("masks"))
+
+
+def stage_placement_masks(ctx: SetContext, bank_dir: Path, count: int) -> tuple[Path, float, bool]:
+    from .masks.placement import write_placement_masks
+    from .masks.shape_bank import ShapeBank
+
+    def compute(d: Path) -> None:
+        bank = ShapeBank.load(bank_dir)
+        m = ctx.cfg.masks
+        write_placement_masks(bank, d, m, count=count, seed=m.seed, workers=m.workers, progress=ctx.cfg.runtime.progress)
+
+    return _timed(ctx.stage_dir("masks_placement", placement_key(ctx, bank_dir, count)), compute, count=count)
+
+
+def generator_key(ctx: SetContext) -> str:
+    g = _section(ctx.cfg.generator, drop=("checkpoint_every", "sample_every"))
+    return make_key("generator", ctx.set_hash, ctx.splits["train"], g, code_hash("generators"))
+
+
+def stage_train_generator(ctx: SetContext) -> tuple[Path, float, bool]:
+    from .generators.training_loop import train_generator
+
+    def compute(d: Path) -> None:
+        train_generator(ctx.cfg, ctx.pairs("train"), d, progress=ctx.cfg.runtime.progress)
+
+    return _timed(ctx.stage_dir("generator", generator_key(ctx)), compute)
+
+
+def generation_key(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> str:
+    gen = _section(ctx.cfg.generation, drop=("batch_size", "compile"))
+    return make_key("generation", generator_dir.name, mask_dir.name, gen, code_hash("generators"))
+
+
+def stage_generate(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> tuple[Path, float, bool]:
+    from .data.store import MaskStore
+    from .generators.generate import generate_pairs
+
+    def compute(d: Path) -> None:
+        ckpt = generator_dir / "final.pt"
+        generate_pairs(ckpt, MaskStore(mask_dir), d, ctx.cfg.generation, progress=ctx.cfg.runtime.progress)
+
+    return _timed(ctx.stage_dir("synthetic", generation_key(ctx, generator_dir, mask_dir)), compute)
+
+
+SEG_SHARED = ("seeds", "n_real", "arms", "eval_every")
+
+
+def seg_arm_key(ctx: SetContext, arm: str, seed: int, n_real: int, pair_dirs: list[Path]) -> str:
+    seg = _section(ctx.cfg.segmentation, drop=SEG_SHARED)
+    synth = sorted(p.name for p in pair_dirs) if arm in ("pretrained", "mixed") else []
+    return make_key(
+        "seg", arm, seed, n_real, ctx.set_hash, ctx.splits, seg, _section(ctx.cfg.evaluation), synth,
+        code_hash("segmentation", "evaluation"),
+    )
+
+
+def stage_seg_arm(ctx: SetContext, arm: str, seed: int, n_real: int, pair_dirs: list[Path]) -> tuple[Path, float, bool]:
+    """Train one arm for one seed and evaluate it on the test split (see docs for the protocol)."""
+    from .segmentation.arms import run_arm
+
+    def compute(d: Path) -> None:
+        run_arm(ctx, arm, seed, n_real, pair_dirs, d)
+
+    key = seg_arm_key(ctx, arm, seed, n_real, pair_dirs)
+    return _timed(ctx.stage_dir(f"seg_{arm}", key), compute, arm=arm, seed=seed, n_real=n_real)
+
+
+def stage_segmodel_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool]:
+    """Masks predicted by a segmentation model trained on the real pairs (unlabeled images if the set
+    has them, else the train images with their labels ignored)."""
+    from .segmentation.segmodel_masks import train_mask_model, write_segmodel_masks
+
+    report = ctx.report()
+    sources = [str(p) for p in report.unlabeled] or ctx.splits["train"]
+    m = _section(ctx.cfg.masks, drop=("count", "sources", "workers", "progan_steps"))
+    key = make_key("segmodel", ctx.set_hash, ctx.splits, m, _section(ctx.cfg.segmentation, drop=SEG_SHARED), count,
+                   code_hash("segmentation", "evaluation"))
+
+    def compute(d: Path) -> None:
+        from .data.labeled_set import load_unlabeled
+
+        ckpt = train_mask_model(ctx, d / "model")
+        images = [load_unlabeled(report, p) for p in report.unlabeled] or [i for i, _ in ctx.pairs("train")]
+        write_segmodel_masks(ckpt, images, d / "masks", ctx.cfg, count=count, seed=ctx.cfg.masks.seed,
+                             origins=[str(s) for s in sources])
+
+    path, secs, cached = _timed(ctx.stage_dir("masks_segmodel", key), compute, count=count)
+    return path / "masks", secs, cached
+
+
+def write_run_manifest(ctx: SetContext) -> None:
+    import pipeline
+
+    write_json(
+        ctx.run_dir / "run.json",
+        {"run_id": ctx.run_dir.name, "set": ctx.set_name, "config": ctx.cfg.name, "version": pipeline.__version__,
+         "code": code_hash("."), "started": time.time()},
+    )
+    if (ctx.run_dir / "stages.json").is_file():
+        (ctx.run_dir / "stages.json").unlink()
+
+
+def _last_path(cfg: Config) -> Path:
+    return Path(cfg.runtime.runs_dir) / cfg.data.set / "last_finished.json"
+
+
+def set_changed(cfg: Config) -> bool:
+    """True unless the set's files and the config equal those of its last finished run."""
+    f = _last_path(cfg)
+    if not f.is_file():
+        return True
+    last = read_json(f)
+    return last.get("set_hash") != set_content_hash(resolve_set_dir(cfg)) or last.get("config") != make_key(cfg.model_dump(mode="json"))
+
+
+def remember_set(cfg: Config) -> None:
+    write_json(_last_path(cfg), {"set_hash": set_content_hash(resolve_set_dir(cfg)),
+                                 "config": make_key(cfg.model_dump(mode="json")), "time": time.time()})
+
+
+def write_samples(ctx: SetContext, pair_dirs: list[Path], n: int = 8) -> None:
+    """A grid of synthetic pairs (instance mask | generated image) for the report."""
+    from .data.store import PairStore
+    from .report.plots import pair_grid
+
+    items = []
+    for d in pair_dirs:
+        store = PairStore(d)
+        items += [(*store[i], store.manifest.iloc[i].get("mask_source", "")) for i in range(min(n, len(store)))]
+    if items:
+        pair_grid(items[:n], ctx.run_dir / "samples.png")
+
+
+def collect_results(ctx: SetContext, arm_dirs: list[Path]) -> None:
+    """results.csv (one row per arm x seed x n_real), sizes.npz and overlays for the report."""
+    import pandas as pd
+
+    from .io import write_npz
+    from .report.plots import overlay_pairs
+
+    rows = [read_json(d / "metrics.json") for d in arm_dirs]
+    frame = pd.DataFrame(rows)
+    from .io import atomic_path
+
+    with atomic_path(ctx.run_dir / "results.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    seed0 = min(ctx.cfg.segmentation.seeds)
+    n0 = max(ctx.cfg.segmentation.n_real)
+    sizes: dict[str, np.ndarray] = {}
+    preds: dict[str, Path] = {}
+    for d, r in zip(arm_dirs, rows):
+        if r["seed"] == seed0 and r["n_real"] == n0:
+            with np.load(d / "sizes.npz") as z:
+                sizes[r["arm"]] = z["pred"]
+                sizes["ground_truth"] = z["gt"]
+            preds[r["arm"]] = d
+    write_npz(ctx.run_dir / "sizes.npz", **sizes)
+    shown = "pretrained" if "pretrained" in preds else next(iter(preds), None)
+    if shown:
+        overlay_pairs(ctx, preds[shown], shown, preds.get("baseline"), ctx.run_dir / "overlays")

@@ -1,0 +1,183 @@
+"""The ``synth-pretrain`` Prefect flow: one task per stage, paths in, paths out.
+
+Reads like the pipeline's table of contents:
+
+    validate -> shape bank -> masks (placement / segmentation-model) -> train generator
+    -> generate pairs -> segmentation arms (baseline, long baseline, pretrained, ...) x seeds
+    -> collect results -> report
+
+Caching is content-addressed in pipeline/stages.py (each stage's folder is keyed by a hash of its
+inputs), so re-running skips finished stages whether the flow runs locally, on a served deployment
+or on Dask workers. Prefect's own task cache is off: the files are the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline import stages
+from pipeline.config import Config, load_config
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="validate", retries=2, retry_delay_seconds=2, **TASK)
+def validate_task(cfg: Config, run_id: str | None) -> stages.SetContext:
+    return stages.prepare(cfg, run_id)
+
+
+@task(name="shape-bank", **TASK)
+def shape_bank_task(ctx):
+    return stages.stage_shape_bank(ctx)
+
+
+@task(name="masks", **TASK)
+def masks_task(ctx, source: str, bank_dir: Path, count: int):
+    if source == "placement":
+        return stages.stage_placement_masks(ctx, bank_dir, count)
+    if source == "segmodel":
+        return stages.stage_segmodel_masks(ctx, count)
+    raise ValueError(f"masks.sources: {source} is not available in this version")
+
+
+@task(name="train-generator", **TASK)
+def generator_task(ctx):
+    return stages.stage_train_generator(ctx)
+
+
+@task(name="generate", **TASK)
+def generate_task(ctx, generator_dir: Path, mask_dir: Path):
+    return stages.stage_generate(ctx, generator_dir, mask_dir)
+
+
+@task(name="segmentation-arm", task_run_name="{arm}-seed{seed}-n{n_real}", **TASK)
+def seg_arm_task(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path]):
+    return stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
+
+
+@task(name="report", retries=1, **TASK)
+def report_task(ctx, arm_dirs: list[Path]) -> Path:
+    stages.collect_results(ctx, arm_dirs)
+    from pipeline.report.build import build_report
+
+    html, _ = build_report(ctx.run_dir)
+    return html
+
+
+def _record(ctx, name: str, result: tuple[Path, float, bool]) -> Path:
+    path, secs, cached = result
+    stages.record(ctx, name, path, secs, cached)
+    get_run_logger().info(f"{name}: {'cached' if cached else f'{secs:.1f}s'} -> {path}")
+    return path
+
+
+def make_task_runner(cfg: Config):
+    """threads (default; one task at a time on CPU, since each stage uses all cores already), a local
+    Dask cluster, or an existing Dask scheduler by address."""
+    rt = cfg.runtime
+    if rt.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if rt.dask_address:
+            return DaskTaskRunner(address=rt.dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": rt.dask_workers, "threads_per_worker": 1, "processes": True,
+                            "dashboard_address": None, "host": "127.0.0.1"}
+        )
+    return ThreadPoolTaskRunner(max_workers=rt.max_parallel_tasks)
+
+
+@flow(name="synth-pretrain-set", flow_run_name="{set_name}", log_prints=True)
+def process_set(set_name: str, config: str = "default", overrides: list[str] | None = None, run_id: str | None = None) -> str:
+    """The whole pipeline for one labeled set; returns its run folder."""
+    cfg = load_config(config, [*(overrides or []), f"data.set={set_name}"])
+    ctx = validate_task(cfg, run_id)
+    stages.write_run_manifest(ctx)
+    bank_dir = _record(ctx, "shape bank", shape_bank_task(ctx))
+
+    counts = stages.source_counts(cfg)
+    mask_futs = {src: masks_task.submit(ctx, src, bank_dir, n) for src, n in counts.items()}
+    gen_dir = _record(ctx, "train generator", generator_task(ctx))
+    mask_dirs = [_record(ctx, f"masks ({src})", f.result()) for src, f in mask_futs.items()]
+
+    gen_futs = generate_task.map(ctx, gen_dir, mask_dirs)
+    pair_dirs = [_record(ctx, "generate pairs", f.result()) for f in gen_futs]
+    stages.write_samples(ctx, pair_dirs)
+
+    seg = cfg.segmentation
+    combos = [(arm, seed, n) for n in seg.n_real for seed in seg.seeds for arm in seg.arms]
+    arm_futs = [seg_arm_task.submit(ctx, arm, seed, n, pair_dirs) for arm, seed, n in combos]
+    wait(arm_futs)
+    arm_dirs = [_record(ctx, f"segmentation {a}", f.result()) for (a, _, _), f in zip(combos, arm_futs)]
+
+    html = report_task(ctx, arm_dirs)
+    _publish(ctx, html)
+    return str(ctx.run_dir)
+
+
+def _publish(ctx, html: Path) -> None:
+    """Prefect UI artifacts: the summary, the metrics table and a link to the HTML report."""
+    import pandas as pd
+
+    key = "".join(c if c.isalnum() else "-" for c in ctx.set_name.lower())
+    md = (ctx.run_dir / "report.md").read_text()
+    create_markdown_artifact(md, key=f"report-{key}", description=f"synth-pretrain report for {ctx.set_name}")
+    table = pd.read_csv(ctx.run_dir / "results.csv").round(4)
+    create_table_artifact(table.to_dict("records"), key=f"metrics-{key}", description="test metrics per arm and seed")
+    create_link_artifact(html.resolve().as_uri(), link_text="report.html", key=f"report-html-{key}")
+
+
+def list_sets(config: str, overrides: list[str]) -> list[str]:
+    cfg = load_config(config, overrides)
+    root = Path(cfg.data.root)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "images").is_dir()) if root.is_dir() else []
+
+
+@flow(name="synth-pretrain", log_prints=True)
+def synth_pretrain(
+    sets: list[str] | None = None,
+    config: str = "default",
+    overrides: list[str] | None = None,
+    only_changed: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Run the pipeline for each set. ``sets=None``: the config's data.set; ``["*"]``: every set under
+    data/. ``only_changed``: skip sets whose files did not change since their last finished run.
+    A failing set does not stop the others; the flow fails at the end if any set failed."""
+    overrides = list(overrides or [])
+    logger = get_run_logger()
+    if sets == ["*"]:
+        sets = list_sets(config, overrides)
+        logger.info(f"sets under data/: {sets or 'none'}")
+    elif not sets:
+        sets = [load_config(config, overrides).data.set]
+    results: dict[str, Any] = {}
+    failed = []
+    for name in sets:
+        cfg = load_config(config, [*overrides, f"data.set={name}"])
+        if only_changed and not stages.set_changed(cfg):
+            logger.info(f"{name}: unchanged since its last finished run; skipped")
+            results[name] = "unchanged"
+            continue
+        runner = make_task_runner(cfg)
+        state = process_set.with_options(task_runner=runner)(name, config, overrides, run_id, return_state=True)
+        if state.is_completed():
+            results[name] = state.result()
+            stages.remember_set(cfg)
+        else:
+            failed.append(name)
+            results[name] = f"failed: {state.message}"
+            logger.error(f"{name}: {state.message}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} set(s) failed: {', '.join(failed)} (the others finished)")
+    return results
