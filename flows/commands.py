@@ -1,0 +1,76 @@
+"""CLI: run the flow locally, or serve it as Prefect deployments."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def register(app: typer.Typer) -> None:
+    from pipeline.cli import fail, user_errors
+
+    @app.command()
+    @user_errors
+    def run(
+        overrides: list[str] = typer.Argument(None, help="config overrides, section.key=value"),
+        set_: str = typer.Option(None, "--set", help="set name under data/ or a set folder; '*' = every set in data/ (default: the config's data.set, i.e. the procedural demo set)"),
+        config: str = typer.Option("default", "--config", "-c", help="smoke | default | full | path to a YAML file"),
+        only_changed: bool = typer.Option(False, help="skip sets unchanged since their last finished run"),
+        run_id: str = typer.Option(None, help="name of the run folder (default: time + config name)"),
+    ) -> None:
+        """Run the whole synth-pretrain flow locally (no server needed)."""
+        from pipeline.config import load_config
+
+        overrides = list(overrides or [])
+        cfg = load_config(config, overrides)  # fail early on a bad config, before Prefect starts
+        from .synth_pretrain import synth_pretrain
+
+        sets = ["*"] if set_ == "*" else ([set_] if set_ else None)
+        state = synth_pretrain(sets=sets, config=config, overrides=overrides, only_changed=only_changed,
+                               run_id=run_id, return_state=True)
+        if not state.is_completed():
+            fail(state.message or "flow run failed", 1)
+        for name, out in state.result().items():
+            typer.echo(f"{name}: {out}" + ("/report.html" if str(out).startswith(cfg.runtime.runs_dir) else ""))
+
+    @app.command()
+    @user_errors
+    def serve(
+        config: str = typer.Option("default", "--config", "-c", help="config the deployments use by default"),
+        watch_minutes: float = typer.Option(10.0, help="how often the watch-data deployment checks data/ (0 = off)"),
+    ) -> None:
+        """Serve the deployments `synth-pretrain/default` and `synth-pretrain/watch-data` to a Prefect server
+        (PREFECT_API_URL). Start the server first: prefect server start --host 127.0.0.1"""
+        from datetime import timedelta
+
+        from prefect import serve as prefect_serve
+        from prefect.deployments.runner import EntrypointType
+        from prefect.settings import PREFECT_API_URL
+
+        from pipeline.config import load_config
+
+        load_config(config)
+        if not PREFECT_API_URL.value():
+            fail("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and "
+                 "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`")
+        from .synth_pretrain import synth_pretrain
+
+        common = {"entrypoint_type": EntrypointType.MODULE_PATH}
+        deployments = [
+            synth_pretrain.to_deployment(name="default", parameters={"config": config},
+                                         description="Run the pipeline on one set (default: the config's data.set).",
+                                         **common)
+        ]
+        if watch_minutes > 0:
+            deployments.append(
+                synth_pretrain.to_deployment(
+                    name="watch-data", interval=timedelta(minutes=watch_minutes),
+                    parameters={"config": config, "sets": ["*"], "only_changed": True},
+                    description="Check data/ on a schedule and run the pipeline for new or changed sets only.",
+                    **common,
+                )
+            )
+        prefect_serve(*deployments)
