@@ -64,18 +64,23 @@ class SetContext:
     root: Path  # runs/<set>
     run_dir: Path  # runs/<set>/<run-id>
     procedural: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
+    _report: SetReport | None = field(default=None, repr=False, compare=False)
 
     def stage_dir(self, stage: str, key: str) -> Path:
         return self.root / "stages" / stage / key
 
     def report(self) -> SetReport:
-        c = self.cfg.data
-        return require_valid(self.set_dir, c.max_image_pixels, c.max_instances)
+        """The validated set (validated once per process; every stage checks its input the same way)."""
+        if self._report is None:
+            c = self.cfg.data
+            self._report = require_valid(self.set_dir, c.max_image_pixels, c.max_instances)
+        return self._report
 
-    def pairs(self, split: str, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        stems = self.splits[split]
-        return load_pairs(self.report(), stems[:limit] if limit else stems)
+    def report_pairs(self, stems: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return load_pairs(self.report(), stems)
+
+    def pairs(self, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self.report_pairs(self.splits[split])
 
     def real_train_stems(self, n_real: int) -> list[str]:
         """The first n_real of a fixed shuffle of the train split: every arm and seed sees the same."""
@@ -113,6 +118,7 @@ def prepare(cfg: Config, run_id: str | None = None) -> SetContext:
     write_text(run_dir / "config.yaml", cfg.to_yaml())
     write_json(run_dir / "splits.json", splits)
     ctx = SetContext(
+        _report=report,
         cfg=cfg,
         set_dir=set_dir,
         set_name=name,

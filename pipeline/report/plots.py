@@ -53,3 +53,41 @@ def draw_overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, matched_pr
     _contours(canvas, pred, [k for k in pred_ids if k not in matched_pred], (230, 30, 30))
     _contours(canvas, gt, [int(k) for k in np.unique(gt) if k and int(k) not in matched_gt], (40, 90, 255))
     return canvas
+
+
+def overlay_pairs(ctx, arm_dir: Path, arm: str, baseline_dir: Path | None, out_dir: Path, n: int = 2) -> None:
+    """Overlays of the best and worst test images of one arm (by per-image F1, images with objects),
+    next to the baseline's prediction on the same image when there is one."""
+    import pandas as pd
+
+    from ..evaluation.matching import match_instances
+
+    per_image = pd.read_csv(arm_dir / "per_image.csv")
+    per_image = per_image[per_image.n_true > 0].sort_values("f1")
+    if per_image.empty:
+        return
+    picks = {"worst": per_image.head(n).image.tolist(), "best": per_image.tail(n).image.tolist()[::-1]}
+    stems = ctx.splits["test"]
+    test = dict(zip(stems, ctx.pairs("test")))
+    preds = np.load(arm_dir / "predictions.npz")
+    base = np.load(baseline_dir / "predictions.npz") if baseline_dir is not None else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.png"):
+        old.unlink()
+    for kind, names in picks.items():
+        for rank, stem in enumerate(names):
+            stem = str(stem)
+            image, gt = test[stem]
+            panels = []
+            for name, p in ((arm, preds[stem].astype(np.int32)), ("baseline", base[stem].astype(np.int32) if base is not None else None)):
+                if p is None or (name == "baseline" and arm == "baseline"):
+                    continue
+                m = match_instances(gt, p, ctx.cfg.evaluation.iou_threshold)
+                gt_ids = [int(v) for v in np.unique(gt) if v]
+                pr_ids = [int(v) for v in np.unique(p) if v]
+                panel = draw_overlay(image, gt, p, {pr_ids[j] for _, j in m.pairs}, {gt_ids[i] for i, _ in m.pairs})
+                cv2.putText(panel, f"{name} F1={m.f1:.2f}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
+                panels.append(panel)
+            sep = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+            row = np.concatenate(sum(([p, sep] for p in panels), [])[:-1], axis=1)
+            write_png(out_dir / f"{kind}_{rank + 1}_{stem}.png", row)
