@@ -3,13 +3,15 @@
 Mask ``i`` depends only on ``(seed, i)`` (its own ``np.random.default_rng([seed, i])``), so any
 shard layout, worker count or resume gives the same masks. Per mask:
 
-1. object count ~ Poisson(density * size**2), density = that of a random real training image,
-   so a canvas gets as many objects per pixel as real images have;
+1. object count ~ Poisson, its mean from the object density of a random real training image, so
+   a canvas gets as many objects per pixel as real images have;
 2. each object: a bank shape (edge-corrected weights, see ``shape_bank``), random flip, rotation
    by any angle and scale ``(masks.scale or 1) * (1 +- scale_jitter)``: a cv2.warpAffine of the
    small crop only;
-3. its centre falls anywhere on the canvas (border truncation on: shapes are cut by the border like
-   real crops) or the whole shape must fit (off);
+3. border truncation on: the shape's box lands anywhere it still meets the canvas and is cut by
+   the border, as objects are in a crop of a larger real image (count = objects meeting a random
+   real crop of the canvas size; shapes drawn size-biased, see ``from_bank``); off: the whole
+   shape must fit in the canvas (count = real density x canvas area);
 4. the ``masks.overlap`` policy is checked on the shape's bounding box only: ``none`` keeps a 1 px
    gap, ``touch`` forbids shared pixels, ``any`` lets a new shape cover at most ``max_overlap`` of
    itself and of every earlier shape it hides (later shapes occlude earlier ones). A shape that
@@ -42,7 +44,7 @@ class PlacementSampler:
 
     crops: list[np.ndarray]  # uint8 0/255 crops
     box_areas: np.ndarray  # crop box areas, to place large shapes first
-    densities: np.ndarray  # objects per pixel of each real training image
+    rates: np.ndarray  # per real training image: expected objects meeting one canvas
     pools: list[np.ndarray]  # per real image: the shape indices a mask with its density draws from
     pool_cdfs: list[np.ndarray]  # per real image: cumulative sampling probabilities over its pool
     size: int
@@ -59,14 +61,29 @@ class PlacementSampler:
             from ..data.images import InputError
 
             raise InputError("shape bank is empty: the training masks hold no object of at least min_area px")
-        densities = bank.images["density"].to_numpy(np.float64)
-        pools, pool_cdfs = _shape_pools(bank, cfg.shape_pool_images)
+        pools, probs = _shape_pools(bank, cfg.shape_pool_images)
+        scale = cfg.scale if cfg.scale is not None else 1.0
+        side = np.maximum(bank.shapes["bbox_h"], bank.shapes["bbox_w"]).to_numpy(np.float64)
+        imgs = bank.images
+        crop_rates = bank.crop_rates(cfg.size)
+        rates, cdfs = [], []
+        for j, (pool, p) in enumerate(zip(pools, probs)):
+            if cfg.border_truncation:
+                # The count is what a random real crop of this size holds (objects cut by the crop
+                # border included). Shapes are drawn size-biased by (S + s*d)^2: their box lands
+                # anywhere it still meets the canvas, so large shapes reach in from further out.
+                rates.append(crop_rates[j])
+                q = p * (cfg.size + scale * side[pool]) ** 2
+                cdfs.append(np.cumsum(q / q.sum()))
+            else:
+                rates.append(imgs["density"].iloc[j] * cfg.size**2)
+                cdfs.append(np.cumsum(p))
         return cls(
             crops=[c.astype(np.uint8) * 255 for c in bank.crops],
             box_areas=np.array([c.size for c in bank.crops], np.int64),
-            densities=densities,
+            rates=np.array(rates),
             pools=pools,
-            pool_cdfs=pool_cdfs,
+            pool_cdfs=cdfs,
             size=cfg.size,
             overlap=cfg.overlap,
             max_overlap=cfg.max_overlap,
@@ -106,9 +123,9 @@ class PlacementSampler:
         """Mask ``index`` of stream ``seed``: int32 instance map, labels 1..N."""
         rng = np.random.default_rng([seed, index])
         size = self.size
-        source = int(rng.integers(len(self.densities)))
-        n_objects = int(rng.poisson(self.densities[source] * size * size))
+        source = int(rng.integers(len(self.rates)))
         pool, cdf = self.pools[source], self.pool_cdfs[source]
+        n_objects = int(rng.poisson(self.rates[source]))
         labels = np.zeros((size, size), np.int32)
         blocked = np.zeros((size, size), bool) if self.overlap == "none" else None
         areas = [0]  # placed area per label; index = label
@@ -125,8 +142,9 @@ class PlacementSampler:
             whole = None if oh * ow > size * size else self._warp(shape, m, 0, 0, oh, ow)
             for _attempt in range(PLACE_ATTEMPTS):
                 if self.border_truncation:
-                    cy, cx = rng.random(2) * size
-                    y0, x0 = int(cy) - oh // 2, int(cx) - ow // 2
+                    # centre anywhere the box still meets the canvas
+                    y0 = int(math.floor(rng.random() * (size + oh - 1))) - oh + 1
+                    x0 = int(math.floor(rng.random() * (size + ow - 1))) - ow + 1
                 else:
                     if oh > size or ow > size:
                         break
@@ -134,14 +152,14 @@ class PlacementSampler:
                 ya, xa = max(y0, 0), max(x0, 0)
                 yb, xb = min(y0 + oh, size), min(x0 + ow, size)
                 if ya >= yb or xa >= xb:
-                    continue
+                    break  # landed outside the canvas: this object is not in the crop
                 if whole is None:
                     piece = self._warp(shape, m, ya - y0, xa - x0, yb - ya, xb - xa)
                 else:
                     piece = whole[ya - y0 : yb - y0, xa - x0 : xb - x0]
                 piece_area = int(np.count_nonzero(piece))
                 if piece_area == 0:
-                    continue
+                    break
                 region = labels[ya:yb, xa:xb]
                 if self.overlap == "none":
                     if blocked[ya:yb, xa:xb][piece].any():
@@ -173,7 +191,7 @@ class PlacementSampler:
 
 def _shape_pools(bank: ShapeBank, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """For each real image: its ``k`` nearest images in log object density (itself first) that
-    have shapes, and the edge-corrected sampling distribution over their shapes."""
+    have shapes, and the edge-corrected sampling probabilities over their shapes."""
     ids = bank.images["image_id"].astype(str).to_numpy()
     log_density = np.log(bank.images["density"].to_numpy(np.float64) + 1e-12)
     shape_image = bank.shapes["image_id"].astype(str).to_numpy()
@@ -181,7 +199,7 @@ def _shape_pools(bank: ShapeBank, k: int) -> tuple[list[np.ndarray], list[np.nda
     by_image = {i: np.flatnonzero(shape_image == i) for i in ids}
     has_shapes = np.array([by_image[i].size > 0 for i in ids])
     everything = np.arange(len(bank.crops))
-    pools, cdfs = [], []
+    pools, probs = [], []
     for j in range(len(ids)):
         candidates = np.flatnonzero(has_shapes)
         near = candidates[np.argsort(np.abs(log_density[candidates] - log_density[j]), kind="stable")[:k]]
@@ -189,8 +207,8 @@ def _shape_pools(bank: ShapeBank, k: int) -> tuple[list[np.ndarray], list[np.nda
         w = weights[pool]
         w = w / w.sum() if w.sum() > 0 else np.full(len(pool), 1.0 / len(pool))
         pools.append(pool)
-        cdfs.append(np.cumsum(w))
-    return pools, cdfs
+        probs.append(w)
+    return pools, probs
 
 
 def _drop_small_and_relabel(labels: np.ndarray, n: int, min_area: int) -> np.ndarray:

@@ -43,6 +43,22 @@ class ShapeBank:
             w = np.ones(len(w))
         return w / w.sum()
 
+    def crop_rates(self, canvas: int) -> np.ndarray:
+        """Per source image: the expected number of objects that meet a random ``canvas`` x
+        ``canvas`` crop of it (an object meets the crop when its bounding box does). This is the
+        count a placement canvas should hold to look like a real crop, border effects included."""
+        sh = self.shapes
+        p = _axis_meet_probability(sh["bbox_r0"].to_numpy(), sh["bbox_h"].to_numpy(), sh["image_h"].to_numpy(), canvas)
+        p *= _axis_meet_probability(sh["bbox_c0"].to_numpy(), sh["bbox_w"].to_numpy(), sh["image_w"].to_numpy(), canvas)
+        ids = self.images["image_id"].astype(str).to_numpy()
+        per_image = pd.Series(p).groupby(sh["image_id"].astype(str).to_numpy()).sum()
+        in_table = sh["image_id"].astype(str).value_counts()
+        rates = np.zeros(len(ids))
+        for j, i in enumerate(ids):
+            if i in per_image.index:  # shapes dropped by max_shapes: scale up to the full count
+                rates[j] = per_image[i] * self.images["count"].iloc[j] / in_table[i]
+        return rates
+
     def save(self, out_dir: str | Path) -> Path:
         out_dir = Path(out_dir)
         dims = np.array([c.shape for c in self.crops], np.int32).reshape(-1, 2)
@@ -74,6 +90,16 @@ class ShapeBank:
             images=pd.read_parquet(bank_dir / "images.parquet"),
             min_area=int(meta["min_area"]),
         )
+
+
+def _axis_meet_probability(start: np.ndarray, extent: np.ndarray, image_side: np.ndarray, canvas: int) -> np.ndarray:
+    """P(a crop window of side ``canvas`` at a uniform integer offset meets [start, start+extent))
+    along one axis; 1 where the image is not larger than the canvas (the crop is the whole side)."""
+    positions = np.maximum(image_side - canvas + 1, 1).astype(np.float64)
+    first = np.maximum(0, start - canvas + 1)
+    last = np.minimum(image_side - canvas, start + extent - 1)
+    p = np.clip(last - first + 1, 0, None) / positions
+    return np.where(image_side <= canvas, 1.0, p)
 
 
 def _edge_weights(
@@ -129,6 +155,8 @@ def build_shape_bank(
                     "aspect_ratio": major / max(minor, 1.0),
                     "solidity": float(region.solidity),
                     "touches_border": bool(r0 == 0 or c0 == 0 or r1 == h or c1 == w),
+                    "bbox_r0": r0,
+                    "bbox_c0": c0,
                     "bbox_h": r1 - r0,
                     "bbox_w": c1 - c0,
                     "image_h": h,
@@ -143,7 +171,7 @@ def build_shape_bank(
         )
     shapes = pd.DataFrame(rows, columns=[
         "image_id", "label", "area", "perimeter", "equivalent_diameter", "aspect_ratio", "solidity",
-        "touches_border", "bbox_h", "bbox_w", "image_h", "image_w",
+        "touches_border", "bbox_r0", "bbox_c0", "bbox_h", "bbox_w", "image_h", "image_w",
     ])
     if len(shapes) > cfg.max_shapes:  # a uniform, fixed subsample keeps the distribution
         keep = np.sort(np.random.default_rng(0).choice(len(shapes), cfg.max_shapes, replace=False))
@@ -158,3 +186,18 @@ def build_shape_bank(
         cfg.max_edge_weight,
     )
     return ShapeBank(shapes=shapes, crops=crops, images=pd.DataFrame(image_rows), min_area=cfg.min_area)
+
+
+def training_masks(set_dir: str | Path, data_cfg) -> tuple[list[str], list[np.ndarray]]:
+    """(stems, instance masks) of a labeled set's training split under ``data_cfg`` (a DataConfig).
+    The set must be valid: raises ``SetInvalid`` (an InputError listing every problem) otherwise."""
+    from ..data.images import read_mask
+    from ..data.labeled_set import make_splits, require_valid
+
+    report = require_valid(set_dir, data_cfg.max_image_pixels, data_cfg.max_instances)
+    splits = make_splits(
+        report.stems, data_cfg.n_train, data_cfg.n_val, data_cfg.n_test, data_cfg.split_seed, report.info.test
+    )
+    pairs = {p.stem: p for p in report.pairs}
+    stems = splits["train"]
+    return stems, [read_mask(pairs[s].mask) for s in stems]
