@@ -44,6 +44,9 @@ class DataConfig(Section):
 class ShapeBankConfig(Section):
     min_area: int = Field(12, ge=1)  # objects smaller than this (px) are noise, not shapes
     max_shapes: int = Field(20_000, ge=1)
+    # Cap on the edge-correction weight of whole objects (see masks/shape_bank.py): 4 = objects up
+    # to about half the image side get their full correction; bigger ones are not over-drawn.
+    max_edge_weight: float = Field(4.0, ge=1.0)
 
 
 class MasksConfig(Section):
@@ -59,6 +62,10 @@ class MasksConfig(Section):
     scale_jitter: float = Field(0.2, ge=0.0, le=1.0)  # +-relative scale applied to bank shapes
     scale: float | None = Field(None, gt=0)  # None: match real object sizes after resizing to `size`
     border_truncation: bool = True  # shapes may be cut by the image border, as in real crops
+    # Shapes for one placement mask come from the real images closest in object density to the
+    # image whose density set the count (1 = that image's own shapes): dense images hold small
+    # objects, so drawing from every image would over-fill dense canvases with large shapes.
+    shape_pool_images: int = Field(5, ge=1)
     seed: int = 0
     workers: int = Field(2, ge=1)
     segmodel_min_score: float = Field(0.5, ge=0.0, le=1.0)

@@ -1,0 +1,303 @@
+"""Random-placement masks: real object shapes from the shape bank, dropped onto empty canvases.
+
+Mask ``i`` depends only on ``(seed, i)`` (its own ``np.random.default_rng([seed, i])``), so any
+shard layout, worker count or resume gives the same masks. Per mask:
+
+1. object count ~ Poisson, its mean from the object density of a random real training image, so
+   a canvas gets as many objects per pixel as real images have;
+2. each object: a bank shape (edge-corrected weights, see ``shape_bank``), random flip, rotation
+   by any angle and scale ``(masks.scale or 1) * (1 +- scale_jitter)``: a cv2.warpAffine of the
+   small crop only;
+3. border truncation on: the shape's box lands anywhere it still meets the canvas and is cut by
+   the border, as objects are in a crop of a larger real image (count = objects meeting a random
+   real crop of the canvas size; shapes drawn size-biased, see ``from_bank``); off: the whole
+   shape must fit in the canvas (count = real density x canvas area);
+4. the ``masks.overlap`` policy is checked on the shape's bounding box only: ``none`` keeps a 1 px
+   gap, ``touch`` forbids shared pixels, ``any`` lets a new shape cover at most ``max_overlap`` of
+   itself and of every earlier shape it hides (later shapes occlude earlier ones). A shape that
+   does not fit is retried at a new place a few times, then skipped;
+5. leftovers smaller than ``shape_bank.min_area`` (cut or hidden) are dropped; labels are 1..N.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import MasksConfig
+from ..data.store import MaskStore, shard_ranges
+from .shape_bank import ShapeBank
+
+PLACE_ATTEMPTS = 6  # new positions tried for a shape before it is skipped
+_KERNEL3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass
+class PlacementSampler:
+    """Everything a worker needs to draw masks; small enough to send to each process once."""
+
+    crops: list[np.ndarray]  # uint8 0/255 crops
+    box_areas: np.ndarray  # crop box areas, to place large shapes first
+    rates: np.ndarray  # per real training image: expected objects meeting one canvas
+    pools: list[np.ndarray]  # per real image: the shape indices a mask with its density draws from
+    pool_cdfs: list[np.ndarray]  # per real image: cumulative sampling probabilities over its pool
+    size: int
+    overlap: str
+    max_overlap: float
+    scale: float
+    scale_jitter: float
+    border_truncation: bool
+    min_area: int
+
+    @classmethod
+    def from_bank(cls, bank: ShapeBank, cfg: MasksConfig) -> PlacementSampler:
+        if len(bank) == 0:
+            from ..data.images import InputError
+
+            raise InputError("shape bank is empty: the training masks hold no object of at least min_area px")
+        pools, probs = _shape_pools(bank, cfg.shape_pool_images)
+        scale = cfg.scale if cfg.scale is not None else 1.0
+        side = np.maximum(bank.shapes["bbox_h"], bank.shapes["bbox_w"]).to_numpy(np.float64)
+        imgs = bank.images
+        crop_rates = bank.crop_rates(cfg.size)
+        rates, cdfs = [], []
+        for j, (pool, p) in enumerate(zip(pools, probs)):
+            if cfg.border_truncation:
+                # The count is what a random real crop of this size holds (objects cut by the crop
+                # border included). Shapes are drawn size-biased by (S + s*d)^2: their box lands
+                # anywhere it still meets the canvas, so large shapes reach in from further out.
+                rates.append(crop_rates[j])
+                q = p * (cfg.size + scale * side[pool]) ** 2
+                cdfs.append(np.cumsum(q / q.sum()))
+            else:
+                rates.append(imgs["density"].iloc[j] * cfg.size**2)
+                cdfs.append(np.cumsum(p))
+        return cls(
+            crops=[c.astype(np.uint8) * 255 for c in bank.crops],
+            box_areas=np.array([c.size for c in bank.crops], np.int64),
+            rates=np.array(rates),
+            pools=pools,
+            pool_cdfs=cdfs,
+            size=cfg.size,
+            overlap=cfg.overlap,
+            max_overlap=cfg.max_overlap,
+            scale=cfg.scale if cfg.scale is not None else 1.0,
+            scale_jitter=cfg.scale_jitter,
+            border_truncation=cfg.border_truncation,
+            min_area=bank.min_area,
+        )
+
+    @staticmethod
+    def _affine(crop: np.ndarray, flip: bool, angle: float, s: float) -> tuple[np.ndarray, int, int]:
+        """Matrix taking the crop to its flipped / rotated / scaled box, and that box's size
+        (with a 1 px empty margin all round, so a 3x3 dilation of the result stays inside)."""
+        h, w = crop.shape
+        rad = math.radians(angle)
+        cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
+        out_w = int(math.ceil(s * (w * cos + h * sin))) + 2
+        out_h = int(math.ceil(s * (w * sin + h * cos))) + 2
+        m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, s)
+        if flip:  # x -> w-1-x before the rotation, folded into the same matrix
+            m[:, 2] += m[:, 0] * (w - 1)
+            m[:, 0] = -m[:, 0]
+        m[0, 2] += (out_w - 1) / 2.0 - (w - 1) / 2.0
+        m[1, 2] += (out_h - 1) / 2.0 - (h - 1) / 2.0
+        return m, out_h, out_w
+
+    @staticmethod
+    def _warp(crop: np.ndarray, m: np.ndarray, dy: int, dx: int, out_h: int, out_w: int) -> np.ndarray:
+        """The part of the transformed box starting at (dy, dx), of size out_h x out_w, as bool."""
+        if dy or dx:
+            m = m.copy()
+            m[0, 2] -= dx
+            m[1, 2] -= dy
+        return cv2.warpAffine(crop, m, (out_w, out_h), flags=cv2.INTER_LINEAR) >= 128
+
+    def draw(self, seed: int, index: int) -> np.ndarray:
+        """Mask ``index`` of stream ``seed``: int32 instance map, labels 1..N."""
+        rng = np.random.default_rng([seed, index])
+        size = self.size
+        source = int(rng.integers(len(self.rates)))
+        pool, cdf = self.pools[source], self.pool_cdfs[source]
+        n_objects = int(rng.poisson(self.rates[source]))
+        labels = np.zeros((size, size), np.int32)
+        blocked = np.zeros((size, size), bool) if self.overlap == "none" else None
+        areas = [0]  # placed area per label; index = label
+        draws = rng.random((n_objects, 4))
+        picks = pool[np.minimum(np.searchsorted(cdf, draws[:, 0], side="right"), len(pool) - 1)]
+        # Largest first: big shapes need free room, small ones fill the gaps left between them.
+        order = np.argsort(-self.box_areas[picks], kind="stable")
+        for pick, u in zip(picks[order], draws[order]):
+            shape = self.crops[pick]
+            scale = self.scale * (1.0 + self.scale_jitter * (2.0 * u[3] - 1.0))
+            m, oh, ow = self._affine(shape, u[1] < 0.5, u[2] * 360.0, scale)
+            # Boxes larger than the canvas are warped per attempt, only where they meet the
+            # canvas; smaller ones once, then sliced.
+            whole = None if oh * ow > size * size else self._warp(shape, m, 0, 0, oh, ow)
+            for _attempt in range(PLACE_ATTEMPTS):
+                if self.border_truncation:
+                    # centre anywhere the box still meets the canvas
+                    y0 = int(math.floor(rng.random() * (size + oh - 1))) - oh + 1
+                    x0 = int(math.floor(rng.random() * (size + ow - 1))) - ow + 1
+                else:
+                    if oh > size or ow > size:
+                        break
+                    y0, x0 = (rng.random(2) * (size - np.array([oh, ow]) + 1)).astype(int)
+                ya, xa = max(y0, 0), max(x0, 0)
+                yb, xb = min(y0 + oh, size), min(x0 + ow, size)
+                if ya >= yb or xa >= xb:
+                    break  # landed outside the canvas: this object is not in the crop
+                if whole is None:
+                    piece = self._warp(shape, m, ya - y0, xa - x0, yb - ya, xb - xa)
+                else:
+                    piece = whole[ya - y0 : yb - y0, xa - x0 : xb - x0]
+                piece_area = int(np.count_nonzero(piece))
+                if piece_area == 0:
+                    break
+                region = labels[ya:yb, xa:xb]
+                if self.overlap == "none":
+                    if blocked[ya:yb, xa:xb][piece].any():
+                        continue
+                elif self.overlap == "touch":
+                    if region[piece].any():
+                        continue
+                else:
+                    under = region[piece]
+                    under = under[under > 0]
+                    if under.size:
+                        if under.size > self.max_overlap * piece_area:
+                            continue
+                        hidden = np.bincount(under, minlength=len(areas))
+                        if np.any(hidden[1:] > self.max_overlap * np.asarray(areas[1:])):
+                            continue
+                region[piece] = len(areas)
+                areas.append(piece_area)
+                if blocked is not None:
+                    # The window is the box cut by the canvas: the box keeps an empty margin, so
+                    # dilating the window equals cutting the dilated box.
+                    blocked[ya:yb, xa:xb] |= cv2.dilate(piece.view(np.uint8), _KERNEL3).astype(bool)
+                break
+        return _drop_small_and_relabel(labels, len(areas) - 1, self.min_area)
+
+    def draw_range(self, seed: int, start: int, stop: int) -> list[np.ndarray]:
+        return [self.draw(seed, i) for i in range(start, stop)]
+
+
+def _shape_pools(bank: ShapeBank, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """For each real image: its ``k`` nearest images in log object density (itself first) that
+    have shapes, and the edge-corrected sampling probabilities over their shapes."""
+    ids = bank.images["image_id"].astype(str).to_numpy()
+    log_density = np.log(bank.images["density"].to_numpy(np.float64) + 1e-12)
+    shape_image = bank.shapes["image_id"].astype(str).to_numpy()
+    weights = bank.sampling_probabilities()
+    by_image = {i: np.flatnonzero(shape_image == i) for i in ids}
+    has_shapes = np.array([by_image[i].size > 0 for i in ids])
+    everything = np.arange(len(bank.crops))
+    pools, probs = [], []
+    for j in range(len(ids)):
+        candidates = np.flatnonzero(has_shapes)
+        near = candidates[np.argsort(np.abs(log_density[candidates] - log_density[j]), kind="stable")[:k]]
+        pool = np.concatenate([by_image[ids[n]] for n in near]) if near.size else everything
+        w = weights[pool]
+        w = w / w.sum() if w.sum() > 0 else np.full(len(pool), 1.0 / len(pool))
+        pools.append(pool)
+        probs.append(w)
+    return pools, probs
+
+
+def _drop_small_and_relabel(labels: np.ndarray, n: int, min_area: int) -> np.ndarray:
+    if n == 0:
+        return labels
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.flatnonzero(areas[1:] >= min_area) + 1
+    lut = np.zeros(n + 1, np.int32)
+    lut[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    return lut[labels]
+
+
+def generate_placement_masks(bank: ShapeBank, cfg: MasksConfig, seed: int, indices) -> list[np.ndarray]:
+    """Masks for the given indices in this process (no files)."""
+    sampler = PlacementSampler.from_bank(bank, cfg)
+    return [sampler.draw(seed, int(i)) for i in indices]
+
+
+# --- writing a MaskStore, sharded, resumable, optionally over a process pool ----------------------
+
+_WORKER_SAMPLER: PlacementSampler | None = None
+
+
+def _init_worker(sampler: PlacementSampler) -> None:
+    global _WORKER_SAMPLER
+    cv2.setNumThreads(1)
+    _WORKER_SAMPLER = sampler
+
+
+def _write_shard(sampler: PlacementSampler, out_dir: str, k: int, start: int, stop: int, seed: int) -> int:
+    masks = sampler.draw_range(seed, start, stop)
+    rows = [
+        {"index": i, "source": "placement", "seed": seed, "n_objects": int(m.max())}
+        for i, m in zip(range(start, stop), masks)
+    ]
+    MaskStore(out_dir).write_shard(k, masks, rows)
+    return k
+
+
+def _write_shard_in_worker(out_dir: str, k: int, start: int, stop: int, seed: int) -> int:
+    return _write_shard(_WORKER_SAMPLER, out_dir, k, start, stop, seed)
+
+
+def _draw_count_in_worker(seed: int, start: int, stop: int) -> int:
+    """Generation only (benchmarks): draw masks and return how many objects, writing nothing."""
+    return sum(int(m.max()) for m in _WORKER_SAMPLER.draw_range(seed, start, stop))
+
+
+def worker_pool(sampler: PlacementSampler, workers: int) -> ProcessPoolExecutor:
+    """A pool whose workers each receive the sampler once (not once per shard). Fork-server
+    workers: safe even when the parent runs threads (prefect, torch), unlike plain fork."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pipeline.masks.placement"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(sampler,))
+
+
+def write_placement_masks(
+    bank: ShapeBank,
+    out_dir: str | Path,
+    cfg: MasksConfig,
+    count: int,
+    seed: int,
+    shard_size: int = 500,
+    workers: int | None = None,
+    progress: bool = True,
+) -> MaskStore:
+    """Write ``count`` placement masks into a MaskStore at ``out_dir``. Shards whose manifest piece
+    exists are skipped, so a killed run resumes where it stopped; a half-written shard is redone."""
+    from tqdm.auto import tqdm
+
+    workers = cfg.workers if workers is None else workers
+    store = MaskStore(out_dir)
+    sampler = PlacementSampler.from_bank(bank, cfg)
+    done = store.completed_shards()
+    todo = [r for r in shard_ranges(count, shard_size) if r[0] not in done]
+    bar = tqdm(total=count, initial=count - sum(b - a for _, a, b in todo), disable=not progress, desc="placement masks", unit="mask")
+    if workers <= 1 or len(todo) <= 1:
+        for k, start, stop in todo:
+            _write_shard(sampler, str(store.root), k, start, stop, seed)
+            bar.update(stop - start)
+    else:
+        with worker_pool(sampler, min(workers, len(todo))) as pool:
+            futures = {
+                pool.submit(_write_shard_in_worker, str(store.root), k, start, stop, seed): stop - start
+                for k, start, stop in todo
+            }
+            for fut in as_completed(futures):
+                fut.result()
+                bar.update(futures[fut])
+    bar.close()
+    store.finalize()
+    return store
