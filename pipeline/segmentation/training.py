@@ -1,0 +1,412 @@
+"""Training (pretraining on synthetic pairs, fine-tuning on real ones) and whole-image inference.
+
+One function serves every arm of the study: the pretraining arm calls :func:`train_segmentation`
+on synthetic pairs, then again on the real pairs with ``init_from`` = the pretrained checkpoint and
+the same steps / learning rate as the real-only baseline.
+
+Model selection is by object F1 at ``evaluation.iou_threshold`` on the whole validation images (the
+quantity the study reports), ties going to the later step. ``last.pt`` holds everything needed to
+continue bit-for-bit (model, optimizer, scheduler, step, RNG states, best score, log), written
+atomically at every evaluation and on Ctrl-C; calling the function again with the same arguments
+resumes, and a finished run returns at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..config import Config
+from ..data.images import InputError
+from ..device import autocast, pick_device
+from ..io import load_torch, save_torch, write_json, write_text
+from .dataset import InfiniteSampler, RealPairsDataset
+from .models import create_model
+from .postprocess import instances_for_config
+from .targets import n_target_channels
+
+BEST, LAST, LOG, METRICS = "best.pt", "last.pt", "log.csv", "metrics.json"
+INPUT_MEAN, INPUT_STD = 0.5, 0.25  # fixed input scaling of [0, 1] images; BN does the rest
+TILE, TILE_OVERLAP = 1024, 128  # whole-image inference splits larger images into overlapping tiles
+WARMUP_FRACTION = 0.05
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return (x - INPUT_MEAN) / INPUT_STD
+
+
+def build_loss(target: str, loss: str) -> nn.Module:
+    """Dice + BCE (or Dice + focal) on logits; multilabel for the 2-channel boundary target."""
+    import segmentation_models_pytorch as smp
+
+    mode = "binary" if n_target_channels(target) == 1 else "multilabel"
+    dice = smp.losses.DiceLoss(mode, from_logits=True)
+    second = smp.losses.SoftBCEWithLogitsLoss() if loss == "dice_bce" else smp.losses.FocalLoss(mode)
+
+    class _Sum(nn.Module):
+        def forward(self, logits, target):
+            return dice(logits, target) + second(logits, target)
+
+    return _Sum()
+
+
+def cosine_with_warmup(steps: int):
+    warmup = max(1, int(steps * WARMUP_FRACTION))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_meta(cfg: Config, in_channels: int) -> dict:
+    seg = cfg.segmentation
+    return {
+        "arch": seg.arch,
+        "encoder": seg.encoder,
+        "in_channels": int(in_channels),
+        "classes": n_target_channels(seg.target),
+        "target": seg.target,
+    }
+
+
+def load_segmentation_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode on ``device``, meta) from a checkpoint written by training."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        ckpt = load_torch(path)
+    except Exception as e:
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
+        raise InputError(f"{path}: not a segmentation checkpoint (no model/meta)")
+    meta = ckpt["meta"]
+    model = create_model(meta["arch"], meta["encoder"], meta["in_channels"], meta["classes"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), meta
+
+
+def _pad_to_multiple(image: np.ndarray, multiple: int = 32) -> np.ndarray:
+    h, w = image.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return image
+    mode = "reflect" if min(h, w) > max(ph, pw) else "symmetric"
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _ramp(length: int, overlap: int) -> np.ndarray:
+    """Blend weights of one tile axis: rising over the overlap at each end (never 0)."""
+    r = np.ones(length, np.float32)
+    n = min(overlap, length // 2)
+    if n > 0:
+        edge = (np.arange(n, dtype=np.float32) + 1) / (n + 1)
+        r[:n], r[-n:] = edge, edge[::-1]
+    return r
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: nn.Module, image: np.ndarray, device: torch.device, amp: bool = True, tile: int = TILE
+) -> np.ndarray:
+    """Sigmoid outputs ``C x H x W`` (float32) for one whole image of any size."""
+    h, w = image.shape[:2]
+    padded = _pad_to_multiple(np.asarray(image, np.float32))
+    ph, pw = padded.shape[:2]
+    tile_h, tile_w = min(tile, ph), min(tile, pw)
+    x_full = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
+    ys, xs = _tile_starts(ph, tile_h, TILE_OVERLAP), _tile_starts(pw, tile_w, TILE_OVERLAP)
+    if len(ys) == 1 and len(xs) == 1:
+        with autocast(device, amp):
+            logits = model(normalize(x_full.to(device)))
+        return torch.sigmoid(logits.float())[0, :, :h, :w].cpu().numpy()
+    acc = weight = None
+    wy, wx = _ramp(tile_h, TILE_OVERLAP if len(ys) > 1 else 0), _ramp(tile_w, TILE_OVERLAP if len(xs) > 1 else 0)
+    tile_weight = wy[:, None] * wx[None, :]
+    for y in ys:
+        for x in xs:
+            with autocast(device, amp):
+                logits = model(normalize(x_full[:, :, y : y + tile_h, x : x + tile_w].to(device)))
+            prob = torch.sigmoid(logits.float())[0].cpu().numpy()
+            if acc is None:
+                acc = np.zeros((prob.shape[0], ph, pw), np.float32)
+                weight = np.zeros((ph, pw), np.float32)
+            acc[:, y : y + tile_h, x : x + tile_w] += prob * tile_weight
+            weight[y : y + tile_h, x : x + tile_w] += tile_weight
+    return (acc / weight)[:, :h, :w]
+
+
+def _resolve_model(checkpoint_or_model, cfg: Config, device) -> tuple[nn.Module, str, torch.device]:
+    device = pick_device(cfg.runtime.device) if device is None else torch.device(device)
+    if isinstance(checkpoint_or_model, nn.Module):
+        return checkpoint_or_model.to(device), cfg.segmentation.target, device
+    model, meta = load_segmentation_model(checkpoint_or_model, device)
+    model.seg_in_channels = meta["in_channels"]
+    return model, meta["target"], device
+
+
+def predict_with_probabilities(
+    checkpoint_or_model, images: list[np.ndarray], cfg: Config, device=None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(int32 instance mask, probabilities C x H x W)] per image; the target kind comes from the
+    checkpoint (or ``cfg.segmentation.target`` for a model object)."""
+    model, kind, device = _resolve_model(checkpoint_or_model, cfg, device)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for image in images:
+            expected = getattr(model, "seg_in_channels", None)
+            if expected is not None and image.shape[2] != expected:
+                raise InputError(f"{checkpoint_or_model}: model takes {expected}-channel images, got {image.shape[2]}")
+            probs = predict_probabilities(model, image, device, cfg.segmentation.amp)
+            out.append((instances_for_config(probs, kind, cfg.evaluation), probs))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def predict_instances(checkpoint_or_model, images: list[np.ndarray], cfg: Config, device=None) -> list[np.ndarray]:
+    """int32 instance masks for whole images of any size (padded to /32, tiled above 1024 px)."""
+    return [inst for inst, _ in predict_with_probabilities(checkpoint_or_model, images, cfg, device)]
+
+
+def _run_key(cfg: Config, dataset: Dataset, steps: int, lr: float, seed: int, init_from) -> str:
+    payload = {
+        "segmentation": cfg.section_hash("segmentation"),
+        "evaluation": cfg.section_hash("evaluation"),
+        "steps": steps,
+        "lr": lr,
+        "seed": seed,
+        "init_from": str(init_from) if init_from else None,
+        "dataset": [type(dataset).__name__, len(dataset), getattr(dataset, "channels", None)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _validate(model, val_pairs, cfg, device) -> dict:
+    from ..evaluation.metrics import evaluate_instances
+
+    if not val_pairs:
+        return {"val_f1": float("nan"), "val_precision": float("nan"), "val_recall": float("nan")}
+    preds = predict_instances(model, [img for img, _ in val_pairs], cfg, device)
+    summary, _ = evaluate_instances(preds, [m for _, m in val_pairs], cfg.evaluation)
+    return {"val_f1": summary["f1"], "val_precision": summary["precision"], "val_recall": summary["recall"]}
+
+
+def train_segmentation(
+    cfg: Config,
+    train: Dataset | list,
+    val_pairs: list,
+    out_dir: Path,
+    steps: int,
+    lr: float,
+    seed: int,
+    init_from: Path | None = None,
+    device=None,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> Path:
+    """Train for ``steps`` steps and return the best checkpoint (``out_dir/best.pt``).
+
+    ``train``: a crop dataset (:mod:`.dataset`) or a list of real (image, mask) pairs.
+    ``init_from``: a checkpoint whose weights start the model (fine-tuning after pretraining).
+    ``stop_at``: stop (checkpointed) after this many steps; a later call resumes.
+    """
+    seg = cfg.segmentation
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if steps < 1:
+        raise InputError(f"steps={steps}: need at least one training step")
+    device = pick_device(cfg.runtime.device) if device is None else torch.device(device)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    dataset = train if isinstance(train, Dataset) else RealPairsDataset(train, seg.image_size, seg.target, seed=seed)
+    channels = int(dataset.channels)
+    for img, _ in val_pairs:
+        if img.shape[2] != channels:
+            raise InputError(f"validation images have {img.shape[2]} channels, training data {channels}")
+    key = _run_key(cfg, dataset, steps, lr, seed, init_from)
+    if (out_dir / METRICS).is_file() and (out_dir / BEST).is_file():
+        done = json.loads((out_dir / METRICS).read_text())
+        if done.get("key") == key:
+            return out_dir / BEST
+
+    seed_everything(seed)
+    meta = model_meta(cfg, channels)
+    model = create_model(seg.arch, seg.encoder, channels, meta["classes"], seg.encoder_weights)
+    if init_from is not None:
+        init = load_torch(Path(init_from)) if Path(init_from).is_file() else None
+        if not isinstance(init, dict) or "model" not in init:
+            raise InputError(f"{init_from}: not a segmentation checkpoint to start from")
+        try:
+            model.load_state_dict(init["model"])
+        except RuntimeError as e:
+            raise InputError(f"{init_from}: weights do not fit {seg.arch}/{seg.encoder} ({str(e).splitlines()[0]})") from None
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps))
+    loss_fn = build_loss(seg.target, seg.loss)
+
+    step, best_f1, best_step, log, elapsed_before = 0, -math.inf, 0, [], 0.0
+    if (out_dir / LAST).is_file():
+        ckpt = load_torch(out_dir / LAST)
+        if ckpt.get("key") != key:
+            raise InputError(
+                f"{out_dir / LAST}: checkpoint of a different training run (config, data or steps changed); "
+                "use another output folder or delete it"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, best_f1, best_step = ckpt["step"], ckpt["best_f1"], ckpt["best_step"]
+        log, elapsed_before = list(ckpt["log"]), ckpt["elapsed"]
+        _set_rng_state(ckpt["rng"])
+
+    def save_last() -> None:
+        save_torch(
+            out_dir / LAST,
+            {
+                "key": key,
+                "meta": meta,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "best_f1": best_f1,
+                "best_step": best_step,
+                "log": log,
+                "elapsed": elapsed_before + (time.perf_counter() - t0),
+                "rng": _rng_state(),
+            },
+        )
+
+    loader = DataLoader(
+        dataset,
+        batch_size=seg.batch_size,
+        sampler=InfiniteSampler(step * seg.batch_size),
+        num_workers=cfg.runtime.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
+        persistent_workers=False,
+    )
+    bar = tqdm(total=steps, initial=step, desc=f"train {out_dir.name}", disable=not (progress and cfg.runtime.progress))
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    loss_count, interval_start, interval_t = 0, step, time.perf_counter()
+    batches = iter(loader) if step < steps else iter(())
+    try:
+        while step < steps and (stop_at is None or step < stop_at):
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            model.train()
+            with autocast(device, seg.amp):
+                logits = model(normalize(x))
+            loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_sum += loss.detach()
+            loss_count += 1
+            bar.update(1)
+            if step % seg.eval_every == 0 or step == steps:
+                scores = _validate(model, val_pairs, cfg, device)
+                f1 = scores["val_f1"]
+                now = time.perf_counter()
+                row = {
+                    "step": step,
+                    "train_loss": float(loss_sum.item()) / max(1, loss_count),
+                    "lr": scheduler.get_last_lr()[0],
+                    **scores,
+                    "elapsed_s": elapsed_before + now - t0,
+                    "train_images_per_s": (step - interval_start) * seg.batch_size / max(1e-9, now - interval_t),
+                }
+                log.append(row)
+                if math.isnan(f1) or f1 >= best_f1:  # ties (and no validation) -> the later step
+                    best_f1 = f1 if not math.isnan(f1) else best_f1
+                    best_step = step
+                    save_torch(out_dir / BEST, {"meta": {**meta, "step": step, "val_f1": f1}, "model": model.state_dict()})
+                save_last()
+                write_text(out_dir / LOG, pd.DataFrame(log).to_csv(index=False))
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_f1=f"{f1:.3f}", best=f"{best_f1:.3f}")
+                loss_sum.zero_()
+                loss_count, interval_start, interval_t = 0, step, time.perf_counter()
+    except KeyboardInterrupt:
+        save_last()
+        raise
+    finally:
+        bar.close()
+    if step < steps:  # stopped early on purpose: checkpoint where we are
+        save_last()
+        return out_dir / BEST
+    elapsed = elapsed_before + time.perf_counter() - t0
+    write_json(
+        out_dir / METRICS,
+        {
+            "key": key,
+            "best_val_f1": None if best_f1 == -math.inf else best_f1,
+            "best_step": best_step,
+            "steps": steps,
+            "lr": lr,
+            "seed": seed,
+            "init_from": str(init_from) if init_from else None,
+            "time_s": elapsed,
+            "images_per_s_with_validation": steps * seg.batch_size / max(1e-9, elapsed),
+            "device": str(device),
+            **meta,
+        },
+    )
+    return out_dir / BEST
