@@ -79,6 +79,8 @@ _register_all()
 
 def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a local run starts Prefect's temporary server; on a busy 2-core machine it needs longer than 20 s
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     app(prog_name="synth-pretrain")
 
 

@@ -230,7 +230,12 @@ def stage_train_generator(ctx: SetContext) -> tuple[Path, float, bool]:
     from .generators.training_loop import train_generator
 
     def compute(d: Path) -> None:
-        train_generator(ctx.cfg, ctx.pairs("train"), d, progress=ctx.cfg.runtime.progress)
+        if ctx.cfg.generator.model == "copypaste":
+            from .generators.copypaste import build_copypaste_bank
+
+            build_copypaste_bank(ctx.pairs("train"), d, ctx.cfg.shape_bank.min_area)
+        else:
+            train_generator(ctx.cfg, ctx.pairs("train"), d, progress=ctx.cfg.runtime.progress)
 
     return _timed(ctx.stage_dir("generator", generator_key(ctx)), compute)
 
@@ -245,8 +250,14 @@ def stage_generate(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> tupl
     from .generators.generate import generate_pairs
 
     def compute(d: Path) -> None:
-        ckpt = generator_dir / "final.pt"
-        generate_pairs(ckpt, MaskStore(mask_dir), d, ctx.cfg.generation, progress=ctx.cfg.runtime.progress)
+        if ctx.cfg.generator.model == "copypaste":
+            from .generators.copypaste import BANK_FILE, generate_copypaste_pairs
+
+            generate_copypaste_pairs(generator_dir / BANK_FILE, MaskStore(mask_dir), d, ctx.cfg.generation,
+                                     progress=ctx.cfg.runtime.progress)
+        else:
+            generate_pairs(generator_dir / "final.pt", MaskStore(mask_dir), d, ctx.cfg.generation,
+                           progress=ctx.cfg.runtime.progress)
 
     return _timed(ctx.stage_dir("synthetic", generation_key(ctx, generator_dir, mask_dir)), compute)
 
@@ -277,7 +288,8 @@ def stage_seg_arm(ctx: SetContext, arm: str, seed: int, n_real: int, pair_dirs: 
 def stage_segmodel_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool]:
     """Masks predicted by a segmentation model trained on the real pairs (unlabeled images if the set
     has them, else the train images with their labels ignored)."""
-    from .segmentation.segmodel_masks import train_mask_model, write_segmodel_masks
+    from .segmentation.segmodel_masks import write_segmodel_masks
+    from .segmentation.training import train_segmentation
 
     report = ctx.report()
     sources = [str(p) for p in report.unlabeled] or ctx.splits["train"]
@@ -288,7 +300,10 @@ def stage_segmodel_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool
     def compute(d: Path) -> None:
         from .data.labeled_set import load_unlabeled
 
-        ckpt = train_mask_model(ctx, d / "model")
+        seg = ctx.cfg.segmentation
+        ckpt = train_segmentation(ctx.cfg, ctx.pairs("train"), ctx.pairs("val"), d / "model",
+                                  steps=seg.finetune_steps, lr=seg.lr, seed=ctx.cfg.masks.seed,
+                                  progress=ctx.cfg.runtime.progress)
         images = [load_unlabeled(report, p) for p in report.unlabeled] or [i for i, _ in ctx.pairs("train")]
         write_segmodel_masks(ckpt, images, d / "masks", ctx.cfg, count=count, seed=ctx.cfg.masks.seed,
                              origins=[str(s) for s in sources])
