@@ -183,6 +183,8 @@ class PlacementSampler:
                     # dilating the window equals cutting the dilated box.
                     blocked[ya:yb, xa:xb] |= cv2.dilate(piece.view(np.uint8), _KERNEL3).astype(bool)
                 break
+        if self.overlap != "any" and min(areas[1:], default=self.min_area) >= self.min_area:
+            return labels  # nothing was hidden and nothing is too small: labels are already 1..N
         return _drop_small_and_relabel(labels, len(areas) - 1, self.min_area)
 
     def draw_range(self, seed: int, start: int, stop: int) -> list[np.ndarray]:

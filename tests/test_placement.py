@@ -1,0 +1,187 @@
+"""Random-placement masks: reproducible per (seed, index), overlap policies hold, counts follow the
+real distribution, and the sharded writer resumes correctly."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.config import MasksConfig, ShapeBankConfig
+from pipeline.data.store import MaskStore
+from pipeline.masks.placement import PlacementSampler, generate_placement_masks, write_placement_masks
+from pipeline.masks.shape_bank import build_shape_bank
+
+DISC_RADIUS = 6
+
+
+def _disc_masks(n_images: int = 4, per_image: int = 10, size: int = 128) -> list[np.ndarray]:
+    """Real-looking training masks: ``per_image`` equal discs each, none touching the border."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n_images):
+        mask = np.zeros((size, size), np.int32)
+        k = 0
+        while k < per_image:
+            cy, cx = rng.integers(DISC_RADIUS + 2, size - DISC_RADIUS - 2, 2)
+            patch = np.zeros_like(mask, np.uint8)
+            cv2.circle(patch, (int(cx), int(cy)), DISC_RADIUS, 1, -1)
+            if (mask[cv2.dilate(patch, np.ones((3, 3), np.uint8)) > 0] == 0).all():
+                k += 1
+                mask[patch > 0] = k
+        out.append(mask)
+    return out
+
+
+@pytest.fixture(scope="module")
+def disc_bank():
+    return build_shape_bank(_disc_masks(), ShapeBankConfig(min_area=12))
+
+
+def _cfg(**kw) -> MasksConfig:
+    base = dict(size=96, overlap="touch", scale_jitter=0.0, border_truncation=False, workers=1)
+    base.update(kw)
+    return MasksConfig(**base)
+
+
+def test_same_seed_and_index_give_the_same_mask(disc_bank):
+    cfg = _cfg(border_truncation=True, scale_jitter=0.2)
+    a = generate_placement_masks(disc_bank, cfg, seed=3, indices=[0, 1, 2, 7])
+    b = generate_placement_masks(disc_bank, cfg, seed=3, indices=[7, 2])
+    assert np.array_equal(a[3], b[0]) and np.array_equal(a[2], b[1])
+    assert not np.array_equal(a[0], a[1])
+    c = generate_placement_masks(disc_bank, cfg, seed=4, indices=[0])
+    assert not np.array_equal(a[0], c[0])
+    assert a[0].dtype == np.int32 and a[0].shape == (96, 96)
+
+
+def test_store_is_independent_of_shards_and_workers(disc_bank, tmp_path):
+    cfg = _cfg(border_truncation=True)
+    one = write_placement_masks(disc_bank, tmp_path / "one", cfg, count=23, seed=5, shard_size=7, workers=1, progress=False)
+    two = write_placement_masks(disc_bank, tmp_path / "two", cfg, count=23, seed=5, shard_size=4, workers=2, progress=False)
+    assert len(one) == len(two) == 23
+    m = one.manifest
+    assert list(m["index"]) == list(range(23)) and set(m["source"]) == {"placement"} and set(m["seed"]) == {5}
+    direct = generate_placement_masks(disc_bank, cfg, seed=5, indices=range(23))
+    for i in range(23):
+        assert np.array_equal(one[i], two[i]) and np.array_equal(one[i], direct[i])
+        assert m["n_objects"].iloc[i] == direct[i].max()
+
+
+def _object_areas(mask: np.ndarray) -> np.ndarray:
+    return np.bincount(mask.ravel())[1:]
+
+
+def test_overlap_none_keeps_a_gap(disc_bank):
+    for mask in generate_placement_masks(disc_bank, _cfg(overlap="none"), seed=0, indices=range(20)):
+        for k in range(1, mask.max() + 1):
+            grown = cv2.dilate((mask == k).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            others = (mask > 0) & (mask != k)
+            assert not (grown & others).any()
+
+
+def test_overlap_touch_never_cuts_a_shape(disc_bank):
+    """Equal discs, no jitter, no border cut: every object keeps its full area (only rotation
+    resampling changes it by a few pixels), so no shape lost pixels to another."""
+    full = np.pi * DISC_RADIUS**2
+    masks = generate_placement_masks(disc_bank, _cfg(overlap="touch"), seed=0, indices=range(30))
+    areas = np.concatenate([_object_areas(m) for m in masks])
+    assert len(areas) > 100
+    assert areas.min() >= 0.85 * full
+    touching = sum(
+        (cv2.dilate((m == k).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)[(m > 0) & (m != k)].any()
+        for m in masks
+        for k in range(1, m.max() + 1)
+    )
+    assert touching > 0  # touching is allowed and happens at this density
+
+
+def test_overlap_any_respects_max_overlap(disc_bank):
+    full = np.pi * DISC_RADIUS**2
+    cfg = _cfg(overlap="any", max_overlap=0.3)
+    areas = np.concatenate([_object_areas(m) for m in generate_placement_masks(disc_bank, cfg, seed=0, indices=range(30))])
+    assert areas.min() >= (1 - 0.3) * 0.85 * full
+    assert areas.min() < 0.85 * full  # some shapes really are partly hidden
+
+
+def test_counts_follow_the_real_distribution(disc_bank):
+    masks = generate_placement_masks(disc_bank, _cfg(size=128, overlap="any", max_overlap=1.0), seed=1, indices=range(150))
+    counts = np.array([m.max() for m in masks])
+    # real images: 10 objects in 128 x 128, so a 128 canvas expects Poisson(10)
+    assert counts.mean() == pytest.approx(10, rel=0.12)
+    assert counts.var() == pytest.approx(10, rel=0.4)
+    # a canvas with a quarter of the area gets about a quarter of the objects
+    small = generate_placement_masks(disc_bank, _cfg(size=64, overlap="any", max_overlap=1.0), seed=1, indices=range(150))
+    assert np.mean([m.max() for m in small]) == pytest.approx(2.5, rel=0.2)
+
+
+def test_border_truncation_cuts_shapes_only_when_enabled(disc_bank):
+    def border_objects(masks):
+        return sum(len(np.unique(np.concatenate([m[0], m[-1], m[:, 0], m[:, -1]]))) - 1 for m in masks)
+
+    cut = generate_placement_masks(disc_bank, _cfg(border_truncation=True), seed=2, indices=range(20))
+    whole = generate_placement_masks(disc_bank, _cfg(border_truncation=False), seed=2, indices=range(20))
+    assert border_objects(cut) > 0 and border_objects(whole) == 0
+    assert all(_object_areas(m).min() >= 12 for m in cut if m.max())  # slivers under min_area dropped
+
+
+def test_resume_skips_done_shards_and_redoes_a_partial_one(disc_bank, tmp_path):
+    cfg = _cfg(border_truncation=True)
+    out = tmp_path / "store"
+    first = write_placement_masks(disc_bank, out, cfg, count=20, seed=9, shard_size=5, workers=1, progress=False)
+    reference = [first[i] for i in range(20)]
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("shard_*")}
+    # a killed writer: shard 2's data is garbage and its manifest piece never got written
+    (out / "shard_00002.parquet").unlink()
+    (out / "shard_00002.npz").write_bytes(b"partial")
+    (out / "manifest.parquet").unlink()
+    again = write_placement_masks(disc_bank, out, cfg, count=20, seed=9, shard_size=5, workers=1, progress=False)
+    assert all(np.array_equal(again[i], reference[i]) for i in range(20))
+    for name, t in mtimes.items():
+        if not name.startswith("shard_00002"):
+            assert (out / name).stat().st_mtime_ns == t, f"{name} was rewritten"
+    assert (out / "shard_00002.npz").stat().st_size > 100
+    assert len(MaskStore(out)) == 20
+
+
+def test_empty_bank_is_a_user_error():
+    from pipeline.data.images import InputError
+
+    bank = build_shape_bank([np.zeros((32, 32), np.int32)])
+    with pytest.raises(InputError, match="shape bank is empty"):
+        PlacementSampler.from_bank(bank, _cfg())
+
+
+def test_cli_writes_masks_bank_and_stats(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.data.demo import render_demo_set
+
+    demo = render_demo_set(tmp_path / "demo", n_images=10, size=64, seed=0)
+    out = tmp_path / "masks"
+    args = ["masks", "--set", str(demo), "--out", str(out), "--count", "12", "--size", "48", "--seed", "1",
+            "--workers", "1", "--config", "smoke", "-o", "runtime.progress=false", "--stats"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(MaskStore(out)) == 12 and MaskStore(out)[0].shape == (48, 48)
+    assert (out / "shape_bank" / "bank.json").is_file()
+    for name in ("mask_stats.csv", "mask_stats.png", "mask_grid.png"):
+        assert (out / "stats" / name).stat().st_size > 0
+    result = CliRunner().invoke(app, ["shape-bank", str(demo), str(tmp_path / "bank"), "--config", "smoke"])
+    assert result.exit_code == 0, result.output
+    assert "shapes from" in result.output
+
+
+def test_cli_refuses_an_invalid_set(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    bad = tmp_path / "bad"
+    (bad / "images").mkdir(parents=True)
+    (bad / "masks").mkdir()
+    (bad / "images" / "a.png").write_bytes(b"not a png")
+    result = CliRunner().invoke(app, ["masks", "--set", str(bad), "--out", str(tmp_path / "o"), "--count", "2"])
+    assert result.exit_code != 0
+    assert "a.png" in result.output and "Traceback" not in result.output
