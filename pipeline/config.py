@@ -34,6 +34,9 @@ class DataConfig(Section):
     n_train: int = Field(100, ge=1)  # real training pairs (~100 is the product's premise)
     n_val: int = Field(20, ge=1)
     n_test: int | None = Field(None, ge=1)  # None: every remaining image (a fixed list in set.yaml wins)
+    # a text file of test stems, one per line (e.g. a dataset's official split; relative paths are
+    # looked up from the working folder, then from configs/); set.yaml's `test` list wins over it
+    test_list: str | None = None
     split_seed: int = 0
     max_image_pixels: int = Field(40_000_000, ge=1)  # images larger than this are refused
     max_instances: int = Field(65_535, ge=1)
@@ -91,6 +94,9 @@ class GeneratorConfig(Section):
     lambda_feat: float = 10.0
     lambda_vgg: float = 10.0
     lambda_kl: float = 0.05
+    # pixel L1 to the paired real image (pix2pix's term; 0 = the SPADE paper's losses only). With
+    # ~100 pairs and a CPU step budget it gives meaningful images far sooner than feature matching.
+    lambda_l1: float = Field(0.0, ge=0.0)
     num_d: int = Field(2, ge=1, le=3)  # discriminator scales
     light: bool = True  # U-GAT-IT light mode
     checkpoint_every: int = Field(250, ge=1)

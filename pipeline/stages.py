@@ -101,6 +101,20 @@ def done_info(d: Path) -> dict:
     return read_json(d / DONE)
 
 
+def read_test_list(path: str | None) -> list[str] | None:
+    if not path:
+        return None
+    from .config import CONFIG_DIR
+    from .data.images import InputError
+
+    p = Path(path)
+    if not p.is_file() and (CONFIG_DIR / path).is_file():
+        p = CONFIG_DIR / path
+    if not p.is_file():
+        raise InputError(f"{path}: data.test_list file not found")
+    return [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
 def new_run_id(cfg: Config) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.name}"
 
@@ -110,7 +124,7 @@ def prepare(cfg: Config, run_id: str | None = None) -> SetContext:
     set_dir = resolve_set_dir(cfg)
     report = require_valid(set_dir, cfg.data.max_image_pixels, cfg.data.max_instances)
     d = cfg.data
-    splits = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test)
+    splits = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test or read_test_list(d.test_list))
     name = set_dir.name if cfg.data.set != "demo" else "demo"
     root = Path(cfg.runtime.runs_dir) / name
     run_dir = root / (run_id or new_run_id(cfg))

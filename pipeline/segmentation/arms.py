@@ -3,13 +3,15 @@
 Every arm uses the same splits, the same n_real real training pairs (a fixed subset of the train
 split), the same validation images for model selection and the same test images:
 
-* ``baseline``      real pairs only, ``finetune_steps`` steps at ``lr``;
-* ``long_baseline`` real pairs only, ``pretrain_steps + finetune_steps`` steps at ``lr``: it spends
+* ``baseline``      real pairs only, ``finetune_steps`` steps at ``finetune_lr`` (the real-data recipe,
+                    from random weights);
+* ``long_baseline`` real pairs only, ``pretrain_steps + finetune_steps`` steps at ``finetune_lr``: it spends
                     the pretraining budget on real data, so a gain of ``pretrained`` over it is not
                     just more steps;
 * ``pretrained``    ``pretrain_steps`` on synthetic pairs at ``lr``, then ``finetune_steps`` on the
                     real pairs at ``finetune_lr`` (the fine-tuning budget equals the baseline's);
-* ``mixed``         ``pretrain_steps + finetune_steps`` on batches alternating real and synthetic.
+* ``mixed``         ``pretrain_steps + finetune_steps`` at ``finetune_lr`` on samples alternating real and
+                    synthetic.
 """
 
 from __future__ import annotations
@@ -59,17 +61,17 @@ def run_arm(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path], out_di
 
     common = {"val_pairs": val, "seed": seed, "progress": cfg.runtime.progress}
     if arm == "baseline":
-        ckpt = train_segmentation(cfg, real_ds(), out_dir=out_dir / "train", steps=seg.finetune_steps, lr=seg.lr, **common)
+        ckpt = train_segmentation(cfg, real_ds(), out_dir=out_dir / "train", steps=seg.finetune_steps, lr=seg.finetune_lr, **common)
     elif arm == "long_baseline":
         ckpt = train_segmentation(cfg, real_ds(), out_dir=out_dir / "train",
-                                  steps=seg.pretrain_steps + seg.finetune_steps, lr=seg.lr, **common)
+                                  steps=seg.pretrain_steps + seg.finetune_steps, lr=seg.finetune_lr, **common)
     elif arm == "pretrained":
         pre = train_segmentation(cfg, synth_ds(), out_dir=out_dir / "pretrain", steps=seg.pretrain_steps, lr=seg.lr, **common)
         ckpt = train_segmentation(cfg, real_ds(), out_dir=out_dir / "finetune", steps=seg.finetune_steps,
                                   lr=seg.finetune_lr, init_from=pre, **common)
     elif arm == "mixed":
         ckpt = train_segmentation(cfg, MixedDataset(real_ds(), synth_ds()), out_dir=out_dir / "train",
-                                  steps=seg.pretrain_steps + seg.finetune_steps, lr=seg.lr, **common)
+                                  steps=seg.pretrain_steps + seg.finetune_steps, lr=seg.finetune_lr, **common)
     else:
         raise ValueError(f"unknown arm '{arm}'")
     train_seconds = time.perf_counter() - t0

@@ -94,6 +94,8 @@ class SPADEModel(GeneratorModel):
             for f, r in zip(f_scale[:-1], r_scale[:-1]):
                 feat = feat + F.l1_loss(f.float(), r.detach().float())
         losses["g_feat"] = cfg.lambda_feat * feat / n_d
+        if cfg.lambda_l1:
+            losses["g_l1"] = cfg.lambda_l1 * F.l1_loss(fake.float(), real.float())
         if kl is not None:
             losses["g_kl"] = cfg.lambda_kl * kl
         if cfg.vgg_weights:
