@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     rows = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     for synthesis in args.synthesis:
         cfg = load_config(args.config, [*args.overrides, f"data.set={args.set}", f"generator.model={synthesis}"])
@@ -80,10 +82,8 @@ def main(argv=None) -> int:
                         f"P {m['precision']:.3f} R {m['recall']:.3f} ({'cached' if cached else f'{secs:.0f}s'})")
                     label = arm if arm in ("baseline", "long_baseline") else f"{arm}:{synthesis}"
                     rows.append({**m, "arm": label, "synthesis": synthesis if label != arm else "none"})
+                    pd.DataFrame(rows).to_csv(out.with_suffix(".csv"), index=False)  # partial results survive a kill
     frame = pd.DataFrame(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out.with_suffix(".csv"), index=False)
     s = summarize(frame)
     lines = [f"Set `{args.set}`, config `{args.config}` {' '.join(args.overrides)}; "
              f"{time.perf_counter() - t_start:.0f} s wall (cached stages count ~0).", "",

@@ -139,7 +139,9 @@ class SegmentationConfig(Section):
 
 class EvaluationConfig(Section):
     iou_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    min_object_area: int = Field(8, ge=0)  # predicted objects smaller than this are dropped
+    # predicted objects smaller than this (px) are dropped; "auto" = a quarter of the 5th percentile
+    # of the training objects' areas (at least 8): noise fragments go, real small objects stay
+    min_object_area: int | Literal["auto"] = "auto"
     fg_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     boundary_threshold: float = Field(0.5, gt=0.0, lt=1.0)
 

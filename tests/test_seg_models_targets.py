@@ -65,3 +65,18 @@ def test_small_objects_are_dropped():
     probs[0, 10:16, 10:16] = 1  # 36 px
     labels = instances_from_probs(probs, "binary", min_object_area=8)
     assert labels.max() == 1 and labels[12, 12] == 1 and labels.dtype == np.int32
+
+
+def test_auto_min_area_follows_training_objects():
+    import numpy as np
+
+    from pipeline.config import Config
+    from pipeline.segmentation.postprocess import auto_min_area, resolve_min_area
+
+    m = np.zeros((100, 100), np.int32)
+    m[:20, :20] = 1  # 400 px
+    m[50:70, 50:70] = 2
+    assert auto_min_area([m]) == 100
+    assert auto_min_area([np.zeros((5, 5), np.int32)]) == 8
+    cfg = resolve_min_area(Config(), [m])
+    assert cfg.evaluation.min_object_area == 100 and Config().evaluation.min_object_area == "auto"

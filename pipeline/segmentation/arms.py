@@ -46,9 +46,12 @@ def run_arm(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path], out_di
     from .dataset import MixedDataset, RealPairsDataset, SyntheticPairsDataset
     from .training import predict_instances, train_segmentation
 
-    cfg, seg = ctx.cfg, ctx.cfg.segmentation
+    from .postprocess import resolve_min_area
+
     t0 = time.perf_counter()
     real = ctx.report_pairs(ctx.real_train_stems(n_real))
+    cfg = resolve_min_area(ctx.cfg, [m for _, m in real])
+    seg = cfg.segmentation
     val = ctx.pairs("val")
 
     def real_ds():

@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
         splits = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test)
         write_json(out / "splits.json", splits)
         train_pairs, val_pairs = load_pairs(report, splits["train"]), load_pairs(report, splits["val"])
+        from .postprocess import resolve_min_area
+
+        cfg = resolve_min_area(cfg, [m for _, m in train_pairs])
         typer.echo(f"{report.summary()}; training on {len(train_pairs)}, validating on {len(val_pairs)}")
         real = RealPairsDataset(train_pairs, seg.image_size, seg.target, seed=seed)
         if synthetic is not None:

@@ -61,7 +61,28 @@ def instances_from_probs(
     return remove_small(labels, min_object_area)
 
 
+FALLBACK_MIN_AREA = 8  # "auto" with no training masks at hand (e.g. a bare checkpoint)
+
+
+def auto_min_area(masks) -> int:
+    """A quarter of the 5th percentile of the training objects' areas, at least 8 px."""
+    areas = np.concatenate([np.bincount(np.asarray(m).ravel())[1:] for m in masks]) if len(masks) else np.zeros(0)
+    areas = areas[areas > 0]
+    return max(FALLBACK_MIN_AREA, int(0.25 * np.percentile(areas, 5))) if areas.size else FALLBACK_MIN_AREA
+
+
+def resolve_min_area(cfg, masks):
+    """Config with evaluation.min_object_area fixed from the training masks when it is "auto"."""
+    if cfg.evaluation.min_object_area != "auto":
+        return cfg
+    out = cfg.model_copy(deep=True)
+    out.evaluation.min_object_area = auto_min_area(masks)
+    return out
+
+
 def instances_for_config(probs: np.ndarray, kind: str, eval_cfg) -> np.ndarray:
+    area = eval_cfg.min_object_area
     return instances_from_probs(
-        probs, kind, eval_cfg.fg_threshold, eval_cfg.boundary_threshold, eval_cfg.min_object_area
+        probs, kind, eval_cfg.fg_threshold, eval_cfg.boundary_threshold,
+        FALLBACK_MIN_AREA if area == "auto" else int(area),
     )
