@@ -26,6 +26,7 @@ from pipeline.generators.base import MASK_CHANNELS, mask_to_input
 from pipeline.generators.registry import create_generator
 
 CONFIGS = {
+    "spade16": ("spade", {"channels": 16}),
     "spade32": ("spade", {"channels": 32}),
     "spade64": ("spade", {"channels": 64}),
     "ugatit32-light": ("ugatit", {"channels": 32, "light": True}),

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -57,7 +63,29 @@ def generator_task(ctx):
 
 @task(name="generate", **TASK)
 def generate_task(ctx, generator_dir: Path, mask_dir: Path):
-    return stages.stage_generate(ctx, generator_dir, mask_dir)
+    """Generation runs in a worker thread; this thread mirrors finished shards into a Prefect
+    progress artifact, so the UI shows how far a long generation is."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as StillRunning
+
+    from pipeline.data.store import PairStore, shard_ranges
+
+    key = stages.generation_key(ctx, generator_dir, mask_dir)
+    out = ctx.stage_dir("synthetic", key)
+    gen = ctx.cfg.generation
+    n_shards = max(1, len(shard_ranges(gen.count, gen.shard_size)))
+    artifact = create_progress_artifact(progress=0.0, description=f"synthetic pairs for {ctx.set_name}")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fut = pool.submit(stages.stage_generate, ctx, generator_dir, mask_dir)
+        while True:
+            try:
+                result = fut.result(timeout=5)
+                break
+            except StillRunning:
+                done = len(PairStore(out).completed_shards()) if out.is_dir() else 0
+                update_progress_artifact(artifact, progress=100.0 * min(done, n_shards) / n_shards)
+    update_progress_artifact(artifact, progress=100.0)
+    return result
 
 
 @task(name="segmentation-arm", task_run_name="{arm}-seed{seed}-n{n_real}", **TASK)

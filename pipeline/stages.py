@@ -382,8 +382,8 @@ def collect_results(ctx: SetContext, arm_dirs: list[Path]) -> None:
 
     with atomic_path(ctx.run_dir / "results.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    seed0 = min(ctx.cfg.segmentation.seeds)
-    n0 = max(ctx.cfg.segmentation.n_real)
+    seed0 = min(r["seed"] for r in rows)
+    n0 = max(r["n_real"] for r in rows)  # pairs actually used (a small set may have fewer than asked)
     sizes: dict[str, np.ndarray] = {}
     preds: dict[str, Path] = {}
     for d, r in zip(arm_dirs, rows):

@@ -86,7 +86,7 @@ def run_arm(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path], out_di
     summary, per_image = evaluate_instances(preds, gts, cfg.evaluation, names=test_stems)
     flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     write_json(out_dir / "metrics.json", json_safe({
-        "arm": arm, "seed": seed, "n_real": n_real, **flat, "train_seconds": round(train_seconds, 1),
+        "arm": arm, "seed": seed, "n_real": len(real), **flat, "min_object_area": cfg.evaluation.min_object_area, "train_seconds": round(train_seconds, 1),
         "checkpoint": str(ckpt),
     }))
     from ..io import atomic_path
