@@ -101,3 +101,17 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
     import torch
 
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_user_torch(path: str | Path, what: str) -> Any:
+    """Load a torch file the user pointed us at (weights, checkpoints) or fail with one line naming
+    the file: missing and unreadable files are input errors, not tracebacks."""
+    from .data.images import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found (weights are never downloaded)")
+    try:
+        return load_torch(path)
+    except Exception as e:
+        raise InputError(f"{path}: cannot load {what} ({type(e).__name__})") from None

@@ -39,18 +39,13 @@ def load_vgg19_features(path: str | Path, device: torch.device) -> nn.Module:
     from torchvision.models import vgg19
 
     from ..data.images import InputError
-    from ..io import load_torch
+    from ..io import load_user_torch
 
     path = Path(path)
     key = (str(path.resolve()), str(device))
     if key in _VGG_CACHE:
         return _VGG_CACHE[key]
-    if not path.is_file():
-        raise InputError(f"{path}: generator.vgg_weights file not found (weights are never downloaded)")
-    try:
-        state = load_torch(path)
-    except Exception as e:
-        raise InputError(f"{path}: cannot load VGG19 weights ({type(e).__name__})") from None
+    state = load_user_torch(path, "generator.vgg_weights file (VGG19 weights)")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}

@@ -49,14 +49,9 @@ def create_model(
 
 def load_encoder_weights(model: nn.Module, path: Path) -> None:
     """Load a local encoder state dict; keys may carry an ``encoder.`` prefix (a whole-model dict)."""
-    from ..io import load_torch
+    from ..io import load_user_torch
 
-    if not path.is_file():
-        raise InputError(f"{path}: encoder weights file not found (weights are never downloaded)")
-    try:
-        state = load_torch(path)
-    except Exception as e:
-        raise InputError(f"{path}: not a loadable weights file ({type(e).__name__})") from None
+    state = load_user_torch(path, "encoder weights file")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

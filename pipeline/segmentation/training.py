@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..data.images import InputError
 from ..device import autocast, pick_device
-from ..io import load_torch, save_torch, write_json, write_text
+from ..io import load_torch, load_user_torch, save_torch, write_json, write_text
 from .dataset import InfiniteSampler, RealPairsDataset
 from .models import create_model
 from .postprocess import instances_for_config
@@ -115,12 +115,7 @@ def model_meta(cfg: Config, in_channels: int) -> dict:
 def load_segmentation_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """(model in eval mode on ``device``, meta) from a checkpoint written by training."""
     path = Path(checkpoint)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        ckpt = load_torch(path)
-    except Exception as e:
-        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    ckpt = load_user_torch(path, "segmentation checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise InputError(f"{path}: not a segmentation checkpoint (no model/meta)")
     meta = ckpt["meta"]
