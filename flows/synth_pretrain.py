@@ -4,7 +4,7 @@ Reads like the pipeline's table of contents:
 
     validate -> shape bank -> masks (placement / segmentation-model) -> train generator
     -> generate pairs -> segmentation arms (baseline, long baseline, pretrained, ...) x seeds
-    -> collect results -> report
+    -> synthetic-data quality -> collect results -> report
 
 Caching is content-addressed in pipeline/stages.py (each stage's folder is keyed by a hash of its
 inputs), so re-running skips finished stages whether the flow runs locally, on a served deployment
@@ -93,6 +93,11 @@ def seg_arm_task(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path]):
     return stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
 
 
+@task(name="quality", task_run_name="quality-{source}", **TASK)
+def quality_task(ctx, source: str, generator_dir: Path, pair_dir: Path, segmenter: Path):
+    return stages.stage_quality(ctx, generator_dir, pair_dir, segmenter)
+
+
 @task(name="report", retries=1, **TASK)
 def report_task(ctx, arm_dirs: list[Path]) -> Path:
     stages.collect_results(ctx, arm_dirs)
@@ -147,6 +152,11 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     arm_futs = [seg_arm_task.submit(ctx, arm, seed, n, pair_dirs) for arm, seed, n in combos]
     wait(arm_futs)
     arm_dirs = [_record(ctx, f"segmentation {a}", f.result()) for (a, _, _), f in zip(combos, arm_futs)]
+
+    segmenter = stages.reference_segmenter(arm_dirs)
+    if cfg.quality.enabled and segmenter is not None:
+        q_futs = {src: quality_task.submit(ctx, src, gen_dir, p, segmenter) for src, p in zip(counts, pair_dirs)}
+        stages.collect_quality(ctx, {src: _record(ctx, f"quality ({src})", f.result()) for src, f in q_futs.items()})
 
     html = report_task(ctx, arm_dirs)
     _publish(ctx, html)

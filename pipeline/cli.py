@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "pipeline.generators.commands",
     "pipeline.segmentation.commands",
     "pipeline.evaluation.commands",
+    "pipeline.quality.commands",
     "pipeline.report.commands",
     "pipeline.export.commands",
     "flows.commands",

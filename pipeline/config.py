@@ -146,6 +146,15 @@ class EvaluationConfig(Section):
     boundary_threshold: float = Field(0.5, gt=0.0, lt=1.0)
 
 
+class QualityConfig(Section):
+    """Synthetic-data quality metrics (pipeline/quality): computed after the segmentation arms."""
+
+    enabled: bool = True
+    images: int = Field(200, ge=2)  # synthetic images sampled for mask fidelity and realism
+    c2st_steps: int = Field(300, ge=1)  # training steps of the real-vs-synthetic classifier
+    styles: int = Field(4, ge=2)  # style codes per mask for diversity
+
+
 class RuntimeConfig(Section):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None = torch's default
@@ -167,6 +176,7 @@ class Config(Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")

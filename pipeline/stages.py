@@ -326,6 +326,58 @@ def stage_segmodel_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool
     return path / "masks", secs, cached
 
 
+def reference_segmenter(arm_dirs: list[Path]) -> Path | None:
+    """Best checkpoint of the longest-trained real-only arm at its lowest seed (long baseline,
+    else baseline): the 'segmenter trained on real pairs' that mask fidelity needs."""
+    for arm in ("long_baseline", "baseline"):
+        rows = [(read_json(d / "metrics.json"), d) for d in arm_dirs if (d / "metrics.json").is_file()]
+        rows = [(m, d) for m, d in rows if m.get("arm") == arm]
+        if rows:
+            m, d = min(rows, key=lambda r: (r[0]["seed"], -r[0]["n_real"]))
+            return d / "train" / "best.pt"
+    return None
+
+
+def stage_quality(ctx: SetContext, generator_dir: Path, pair_dir: Path, segmenter: Path) -> tuple[Path, float, bool]:
+    """Mask fidelity, realism (C2ST) and diversity of one synthetic pair store, plus a style grid."""
+    from .quality.measure import measure_quality, style_grid
+
+    trained = (generator_dir / "final.pt").is_file()
+    key = make_key("quality", generator_dir.name, pair_dir.name, str(segmenter), ctx.splits, _section(ctx.cfg.quality),
+                   code_hash("quality", "generators/quality.py"))
+
+    def compute(d: Path) -> None:
+        from .segmentation.postprocess import resolve_min_area
+
+        train = ctx.pairs("train")
+        cfg = resolve_min_area(ctx.cfg, [m for _, m in train])
+        q = measure_quality(cfg, pair_dir, segmenter, train, ctx.pairs("val"),
+                            generator_dir / "final.pt" if trained else None, seed=ctx.cfg.generation.seed)
+        write_json(d / "quality.json", q)
+        if trained:
+            style_grid(generator_dir / "final.pt", ctx.pairs("val")[:4], d / "style_grid.png",
+                       crop=ctx.cfg.generator.image_size)
+
+    return _timed(ctx.stage_dir("quality", key), compute)
+
+
+def collect_quality(ctx: SetContext, quality_dirs: dict[str, Path]) -> None:
+    """run_dir/quality.json (one entry per metric, suffixed with the mask source when there are
+    several) and style_grid.png for the report."""
+    from .io import write_bytes
+
+    merged: dict[str, Any] = {}
+    for source, d in quality_dirs.items():
+        q = read_json(d / "quality.json")
+        for k, v in q.items():
+            if k != "details":
+                merged[k if len(quality_dirs) == 1 else f"{k} ({source})"] = v
+        if (d / "style_grid.png").is_file() and not (ctx.run_dir / "style_grid.png").is_file():
+            write_bytes(ctx.run_dir / "style_grid.png", (d / "style_grid.png").read_bytes())
+    if merged:
+        write_json(ctx.run_dir / "quality.json", merged)
+
+
 def write_run_manifest(ctx: SetContext) -> None:
     import pipeline
 

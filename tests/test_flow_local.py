@@ -4,6 +4,7 @@ the mapped stages run on a Dask cluster, and a run killed with SIGKILL resumes w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,8 @@ def test_new_set_in_data_runs_alone_and_data_is_untouched(tmp_path):
     first = _run(tmp_path, "--set", "*", "--only-changed", *FAST)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (tmp_path / "runs" / "plant_a").is_dir()
+    quality = json.loads(next((tmp_path / "runs" / "plant_a").glob("*/quality.json")).read_text())
+    assert 0.0 <= quality["realism_c2st_accuracy"]["value"] <= 1.0  # the quality stage ran and reached the run
 
     render_demo_set(data / "plant_b", n_images=20, size=80, seed=2)  # a plant engineer drops a new set
     before_b = _tree_hash(data)

@@ -7,6 +7,7 @@ import numpy as np
 from pipeline import stages
 from pipeline.config import load_config
 from pipeline.data.store import MaskStore
+from pipeline.io import read_json
 
 FAST = ["data.demo_images=20", "data.demo_size=64", "data.n_train=10", "data.n_val=4", "data.n_test=4",
         "masks.count=8", "masks.size=64", "segmentation.finetune_steps=2", "segmentation.eval_every=2"]
@@ -37,3 +38,37 @@ def test_stage_keys_follow_inputs(tmp_path):
     other = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "generator.steps=99"])
     assert stages.generator_key(ctx) != stages.generator_key(stages.prepare(other, run_id="r2"))
     assert base == stages.seg_arm_key(stages.prepare(other, run_id="r3"), "baseline", 0, 10, [])
+
+
+def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
+    """Synthetic-data quality through the stage layer: every metric in its range, several styles per
+    mask differ (VAE on), the grid has one column per style, and the run gets quality.json."""
+    import cv2
+
+    cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "runtime.progress=false",
+                                "generator.use_vae=true", "generator.steps=2", "quality.images=8",
+                                "quality.c2st_steps=5", "quality.styles=3"])
+    ctx = stages.prepare(cfg, run_id="r")
+    bank, _, _ = stages.stage_shape_bank(ctx)
+    masks, _, _ = stages.stage_placement_masks(ctx, bank, 8)
+    gen, _, _ = stages.stage_train_generator(ctx)
+    pairs, _, _ = stages.stage_generate(ctx, gen, masks)
+    arm, _, _ = stages.stage_seg_arm(ctx, "baseline", 0, 10, [pairs])
+    segmenter = stages.reference_segmenter([arm])
+    assert segmenter == arm / "train" / "best.pt" and segmenter.is_file()
+
+    d, _, cached = stages.stage_quality(ctx, gen, pairs, segmenter)
+    assert not cached
+    q = read_json(d / "quality.json")
+    for k in ("mask_fidelity_f1", "mask_fidelity_real_f1", "realism_c2st_accuracy"):
+        assert 0.0 <= q[k]["value"] <= 1.0 and q[k]["meaning"]
+    assert q["diversity_pixel_l1"]["value"] > 0 and q["details"]["diversity"]["stochastic"]
+    assert q["details"]["mask_fidelity"]["n_images"] == 8
+    grid = cv2.imread(str(d / "style_grid.png"))
+    assert grid.shape[1] == 5 * 128 + 4 * 4  # mask | real | 3 styles, 4-px gaps
+    assert stages.stage_quality(ctx, gen, pairs, segmenter)[2]  # cached
+
+    stages.collect_quality(ctx, {"placement": d})
+    merged = read_json(ctx.run_dir / "quality.json")
+    assert "details" not in merged and merged["realism_c2st_accuracy"] == q["realism_c2st_accuracy"]
+    assert (ctx.run_dir / "style_grid.png").is_file()

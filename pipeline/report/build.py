@@ -131,6 +131,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     set_info = read_json(run_dir / "set.json") if (run_dir / "set.json").is_file() else {}
     stages = read_json(run_dir / "stages.json") if (run_dir / "stages.json").is_file() else []
     quality = read_json(run_dir / "quality.json") if (run_dir / "quality.json").is_file() else {}
+    quality = {k: v for k, v in quality.items() if k != "details"}
     results = pd.read_csv(run_dir / "results.csv")
     summary = summarize(results)
     sizes = {}
@@ -172,6 +173,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "stage_plot": _stage_plot(stages),
         "stages": stages,
         "samples": _file_png(run_dir / "samples.png"),
+        "style_grid": _file_png(run_dir / "style_grid.png"),
         "mask_stats": _file_png(run_dir / "mask_stats.png"),
         "overlays": [(p.stem.replace("_", " "), _file_png(p)) for p in overlays],
     }
