@@ -8,7 +8,9 @@ flow) for every synthesis method and arm over seeds, and writes one table.
 
 Arms: ``baseline`` and ``long_baseline`` (real only, shared by all synthesis methods), and for each
 synthesis method (``copypaste``, ``spade``, ``ugatit``) ``pretrained`` (and ``mixed`` if asked).
-Writes ``<out>.csv`` (one row per arm x synthesis x seed x n_real) and ``<out>.md`` (the summary).
+Writes ``<out>.csv`` (one row per arm x synthesis x seed x n_real), ``<out>.md`` (the summary) and
+``<out>_quality.md`` (synthetic-data quality per synthesis method, against the long baseline's
+seed-0 model as the real-trained segmenter).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("overrides", nargs="*", help="section.key=value")
     args = ap.parse_args(argv)
 
-    rows = []
+    rows, quality_rows, arm_dirs = [], [], []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -77,12 +79,26 @@ def main(argv=None) -> int:
                     if arm in ("baseline", "long_baseline") and synthesis != args.synthesis[0]:
                         continue  # real-only arms do not depend on the synthesis method
                     d, secs, cached = stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
+                    arm_dirs.append(d)
                     m = read_json(d / "metrics.json")
                     log(f"{arm:14s} {synthesis:9s} seed {seed} n_real {n_real}: F1 {m['f1']:.3f} "
                         f"P {m['precision']:.3f} R {m['recall']:.3f} ({'cached' if cached else f'{secs:.0f}s'})")
                     label = arm if arm in ("baseline", "long_baseline") else f"{arm}:{synthesis}"
                     rows.append({**m, "arm": label, "synthesis": synthesis if label != arm else "none"})
                     pd.DataFrame(rows).to_csv(out.with_suffix(".csv"), index=False)  # partial results survive a kill
+        segmenter = stages.reference_segmenter(arm_dirs)
+        if pair_dirs and segmenter is not None and cfg.quality.enabled:
+            gen_dir = stages.stage_train_generator(ctx)[0]
+            for pdir in pair_dirs:
+                qd, secs, cached = stages.stage_quality(ctx, gen_dir, pdir, segmenter)
+                q = read_json(qd / "quality.json")
+                quality_rows.append({"synthesis": synthesis, **{k: v["value"] for k, v in q.items() if k != "details"}})
+                log(f"quality {synthesis}: {quality_rows[-1]} ({'cached' if cached else f'{secs:.0f}s'}) {qd}")
+    if quality_rows:
+        cols = list(dict.fromkeys(k for r in quality_rows for k in r))
+        table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        table += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in quality_rows]
+        write_text(out.parent / f"{out.name}_quality.md", "\n".join(table) + "\n")
     frame = pd.DataFrame(rows)
     s = summarize(frame)
     lines = [f"Set `{args.set}`, config `{args.config}` {' '.join(args.overrides)}; "
