@@ -44,6 +44,8 @@ def run_synthesis(cfg, ctx) -> list[Path]:
     for source, count in stages.source_counts(cfg).items():
         if source == "placement":
             mdir, secs, cached = stages.stage_placement_masks(ctx, bank, count)
+        elif source == "progan":
+            mdir, secs, cached = stages.stage_progan_masks(ctx, count)
         else:
             mdir, secs, cached = stages.stage_segmodel_masks(ctx, count)
         log(f"masks {source} x{count} {'cached' if cached else f'{secs:.0f}s'}")

@@ -53,7 +53,9 @@ def masks_task(ctx, source: str, bank_dir: Path, count: int):
         return stages.stage_placement_masks(ctx, bank_dir, count)
     if source == "segmodel":
         return stages.stage_segmodel_masks(ctx, count)
-    raise ValueError(f"masks.sources: {source} is not available in this version")
+    if source == "progan":
+        return stages.stage_progan_masks(ctx, count)
+    raise ValueError(f"masks.sources: unknown mask source {source}")
 
 
 @task(name="train-generator", **TASK)

@@ -326,6 +326,23 @@ def stage_segmodel_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool
     return path / "masks", secs, cached
 
 
+def stage_progan_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool]:
+    """Masks drawn by a ProgressiveGAN trained on the training masks (optional source)."""
+    from .masks.progan import write_progan_masks
+
+    m = _section(ctx.cfg.masks, drop=("count", "sources", "workers", "segmodel_min_score"))
+    key = make_key("progan", ctx.set_hash, ctx.splits["train"], m, ctx.cfg.shape_bank.min_area, count,
+                   code_hash("masks/progan.py", "segmentation/postprocess.py"))
+
+    def compute(d: Path) -> None:
+        c = ctx.cfg.masks
+        write_progan_masks([mk for _, mk in ctx.pairs("train")], d / "model", d / "masks", c.size, count,
+                           c.progan_steps, c.seed, ctx.cfg.shape_bank.min_area, progress=ctx.cfg.runtime.progress)
+
+    path, secs, cached = _timed(ctx.stage_dir("masks_progan", key), compute, count=count)
+    return path / "masks", secs, cached
+
+
 def reference_segmenter(arm_dirs: list[Path]) -> Path | None:
     """Best checkpoint of the longest-trained real-only arm at its lowest seed (long baseline,
     else baseline): the 'segmenter trained on real pairs' that mask fidelity needs."""
