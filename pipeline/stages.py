@@ -193,7 +193,7 @@ def _section(cfg_section, drop: tuple[str, ...] = ()) -> dict:
 
 
 def shape_bank_key(ctx: SetContext) -> str:
-    return make_key("shape_bank", ctx.set_hash, ctx.splits["train"], _section(ctx.cfg.shape_bank), code_hash("masks"))
+    return make_key("shape_bank", ctx.set_hash, ctx.splits["train"], _section(ctx.cfg.shape_bank), code_hash("masks/shape_bank.py"))
 
 
 def stage_shape_bank(ctx: SetContext) -> tuple[Path, float, bool]:
@@ -220,7 +220,7 @@ def source_counts(cfg: Config) -> dict[str, int]:
 
 def placement_key(ctx: SetContext, bank_dir: Path, count: int) -> str:
     masks = _section(ctx.cfg.masks, drop=("count", "sources", "workers", "segmodel_min_score", "progan_steps"))
-    return make_key("placement", bank_dir.name, masks, count, code_hash("masks"))
+    return make_key("placement", bank_dir.name, masks, count, code_hash("masks/shape_bank.py", "masks/placement.py"))
 
 
 def stage_placement_masks(ctx: SetContext, bank_dir: Path, count: int) -> tuple[Path, float, bool]:

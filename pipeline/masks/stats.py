@@ -144,7 +144,8 @@ def colorize(mask: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def plot_mask_grid(
-    real_masks: list[np.ndarray], synthetic_masks: list[np.ndarray], path: str | Path, columns: int = 8, tile: int = 128
+    real_masks: list[np.ndarray], synthetic_masks: list[np.ndarray], path: str | Path, columns: int = 8, tile: int = 128,
+    label: str = "placement",
 ) -> Path:
     """Top row real crops, bottom row synthetic masks, coloured by instance, as one small PNG."""
     import cv2
@@ -169,7 +170,7 @@ def plot_mask_grid(
         return bar
 
     top, bottom = row(real_masks), row(synthetic_masks)
-    grid = np.vstack([caption("real crops", top.shape[1]), top, caption("synthetic (placement)", top.shape[1]), bottom])
+    grid = np.vstack([caption("real crops", top.shape[1]), top, caption(f"synthetic ({label})", top.shape[1]), bottom])
     path = Path(path)
     write_png(path, grid)
     return path
