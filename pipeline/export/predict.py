@@ -132,7 +132,9 @@ def draw_contours(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def size_plot(objects: pd.DataFrame, out: Path, pixel: PixelSize | None) -> None:
+def size_plot(objects: pd.DataFrame, n_images: int, out: Path, pixel: PixelSize | None) -> None:
+    """Histogram of equivalent diameters; log-spaced bins when sizes span more than a decade, as
+    particle and seed sizes usually do (a linear axis squeezes the small objects into one bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,13 +144,19 @@ def size_plot(objects: pd.DataFrame, out: Path, pixel: PixelSize | None) -> None
     d = objects[col].to_numpy(float) if len(objects) else np.zeros(0)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     if len(d):
-        ax.hist(d, bins=min(60, max(10, int(np.sqrt(len(d))))), color="#3a7ca5", edgecolor="white", linewidth=0.5)
+        n_bins = min(60, max(10, int(np.sqrt(len(d)))))
+        lo, hi = float(d.min()), float(d.max())
+        log_axis = lo > 0 and hi / lo > 10
+        bins = np.geomspace(lo, hi, n_bins + 1) if log_axis else n_bins
+        ax.hist(d, bins=bins, color="#3a7ca5", edgecolor="white", linewidth=0.5)
+        if log_axis:
+            ax.set_xscale("log")
         med = float(np.median(d))
         ax.axvline(med, color="#d1495b", linestyle="--", linewidth=1.2, label=f"median {med:.3g}")
         ax.legend(frameon=False)
     ax.set_xlabel(f"equivalent diameter ({pixel.unit if pixel else 'px'})")
     ax.set_ylabel("objects")
-    ax.set_title(f"{len(d)} objects in {objects['image'].nunique() if len(objects) else 0} images")
+    ax.set_title(f"{len(d)} objects in {n_images} images")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
@@ -247,6 +255,6 @@ def predict_folder(
         np.zeros((1, 1), np.int32), "", pixel)
     _write_csv(out_dir / "objects.csv", objects)
     _write_csv(out_dir / "summary.csv", pd.DataFrame(summaries))
-    size_plot(objects, out_dir / "size_distribution.png", pixel)
+    size_plot(objects, len(summaries), out_dir / "size_distribution.png", pixel)
     return {"images": len(summaries), "objects": len(objects), "skipped": skipped, "reused": reused}
 
