@@ -31,6 +31,13 @@ from pipeline.evaluation.metrics import equivalent_diameters  # noqa: E402
 from pipeline.io import read_json  # noqa: E402
 
 
+def _label(settings: dict) -> str:
+    model = settings.get("model") or {}
+    if model.get("arm"):
+        return f"{model['arm']} (seed {model.get('seed')})"
+    return Path(settings["checkpoint"]).parent.parent.name
+
+
 def compare(pred_dir: Path, gt_masks: Path) -> dict:
     objects = pd.read_csv(pred_dir / "objects.csv")
     summary = pd.read_csv(pred_dir / "summary.csv")
@@ -60,7 +67,7 @@ def compare(pred_dir: Path, gt_masks: Path) -> dict:
     gt_pool, pred_pool = np.concatenate(gt_all), np.concatenate(pred_all)
     settings = read_json(pred_dir / "predict.json")
     return {
-        "model": settings.get("model", {}).get("arm") or Path(settings["checkpoint"]).parent.parent.name,
+        "model": _label(settings),
         "images": len(f),
         "n_true": int(f["n_true"].sum()),
         "n_pred": int(f["n_pred"].sum()),

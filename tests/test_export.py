@@ -90,3 +90,10 @@ def test_bad_input_is_one_line_error(tmp_path, args, message):
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.output
     assert "Traceback" not in res.output
+
+
+def test_second_format_into_same_folder_is_refused(checkpoint, tmp_path):
+    (tmp_path / "model.ts").write_bytes(b"x")
+    (tmp_path / "model.json").write_text('{"file": "model.ts"}')
+    res = CliRunner().invoke(app, ["export", str(checkpoint), "--format", "onnx", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "already describes model.ts" in res.output and not (tmp_path / "model.onnx").exists()

@@ -9,6 +9,7 @@ uses. After writing, the file is loaded back with its runtime and compared with 
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -115,6 +116,19 @@ def _check_parity(wrapper: nn.Module, path: Path, fmt: str, channels: int) -> di
     return {"runtime": runtime, "shapes": [[n, channels, h, w] for n, h, w in CHECK_SIZES], "max_abs_diff": worst}
 
 
+def _refuse_clobbering_other_export(path: Path) -> None:
+    """``model.onnx`` and ``model.ts`` in one folder would share ``model.json``; re-exporting the same
+    file is fine, describing another one is refused."""
+    info_file = path.with_suffix(".json")
+    if info_file.is_file():
+        try:
+            described = json.loads(info_file.read_text()).get("file")
+        except (ValueError, AttributeError):
+            described = None
+        if described and described != path.name and (path.parent / described).exists():
+            raise InputError(f"{info_file}: already describes {described}; export into another --out folder")
+
+
 def export_model(source: ModelSource, fmt: str, path: Path, tolerance: float = 1e-4) -> dict:
     """Write the model file and ``<name>.json`` beside it; returns the JSON content."""
     if fmt not in FORMATS:
@@ -124,6 +138,7 @@ def export_model(source: ModelSource, fmt: str, path: Path, tolerance: float = 1
     channels, kind = int(meta["in_channels"]), meta["target"]
     example = torch.rand(1, channels, 64, 64, generator=torch.Generator().manual_seed(0))
     path = Path(path)
+    _refuse_clobbering_other_export(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=FutureWarning)  # torch.jit deprecation notices
         warnings.simplefilter("ignore", category=DeprecationWarning)

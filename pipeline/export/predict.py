@@ -254,7 +254,8 @@ def predict_folder(
     objects = pd.concat(all_objects, ignore_index=True) if all_objects else measure_objects(
         np.zeros((1, 1), np.int32), "", pixel)
     _write_csv(out_dir / "objects.csv", objects)
-    _write_csv(out_dir / "summary.csv", pd.DataFrame(summaries))
+    _write_csv(out_dir / "summary.csv", pd.DataFrame(summaries, columns=None if summaries else
+                                                      ["image", "width", "height", "n_objects"]))
     size_plot(objects, len(summaries), out_dir / "size_distribution.png", pixel)
     return {"images": len(summaries), "objects": len(objects), "skipped": skipped, "reused": reused}
 
