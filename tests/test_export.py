@@ -60,6 +60,7 @@ def test_onnx_export_matches_pytorch(checkpoint, tmp_path):
     assert info["verified"]["max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export_matches_pytorch(checkpoint, tmp_path):
     path = tmp_path / "net.ts"
     res = CliRunner().invoke(app, ["export", str(checkpoint), "--format", "torchscript", "--out", str(path)])
