@@ -26,9 +26,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.data.images import read_mask  # noqa: E402
-from pipeline.evaluation.metrics import equivalent_diameters  # noqa: E402
-from pipeline.io import read_json  # noqa: E402
+from pipeline.data.images import read_mask
+from pipeline.evaluation.metrics import equivalent_diameters
+from pipeline.io import read_json
 
 
 def _label(settings: dict) -> str:

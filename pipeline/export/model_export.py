@@ -19,7 +19,14 @@ from torch import nn
 
 from ..data.images import InputError
 from ..io import atomic_path, write_json
-from ..segmentation.training import INPUT_MEAN, INPUT_STD, TILE, TILE_OVERLAP, load_segmentation_model, normalize
+from ..segmentation.training import (
+    INPUT_MEAN,
+    INPUT_STD,
+    TILE,
+    TILE_OVERLAP,
+    load_segmentation_model,
+    normalize,
+)
 from .model_source import ModelSource
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
@@ -76,7 +83,7 @@ def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path) -> str:
                               input_names=["image"], output_names=["probabilities"], verbose=False,
                               external_data=False)
             exporter = "torch.export (dynamo)"
-        except Exception as e:  # some architectures do not trace with torch.export yet
+        except Exception as e:  # noqa: BLE001 -- some architectures do not trace with torch.export yet
             warnings.warn(f"torch.export-based ONNX export failed ({type(e).__name__}); using the TorchScript exporter")
             axes = {"image": {0: "batch", 2: "height", 3: "width"}, "probabilities": {0: "batch", 2: "height", 3: "width"}}
             torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, dynamic_axes=axes, opset_version=OPSET,
@@ -102,11 +109,11 @@ def _check_parity(wrapper: nn.Module, path: Path, fmt: str, channels: int) -> di
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        run = lambda x: session.run(None, {"image": x.numpy()})[0]  # noqa: E731
+        run = lambda x: session.run(None, {"image": x.numpy()})[0]
         runtime = f"onnxruntime {ort.__version__}"
     else:
         loaded = torch.jit.load(str(path), map_location="cpu")
-        run = lambda x: loaded(x).numpy()  # noqa: E731
+        run = lambda x: loaded(x).numpy()
         runtime = f"torch.jit {torch.__version__}"
     worst = 0.0
     with torch.inference_mode():

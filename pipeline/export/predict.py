@@ -52,7 +52,7 @@ def find_pixel_size(images_dir: Path, pixel_size: float | None, pixel_unit: str 
         if f.is_file():
             try:
                 info = SetInfo.model_validate(yaml.safe_load(f.read_text()) or {})
-            except Exception as e:
+            except (OSError, yaml.YAMLError, ValueError) as e:  # pydantic's ValidationError is a ValueError
                 raise InputError(f"{f}: cannot read pixel_size ({type(e).__name__})") from None
             if info.pixel_size:
                 return PixelSize(info.pixel_size, pixel_unit or info.pixel_unit, str(f))
