@@ -47,3 +47,15 @@ def test_report_is_self_contained_and_says_procedural(run_dir):
 def test_markdown_table(run_dir):
     table = results_markdown_table(pd.read_csv(run_dir / "results.csv"))
     assert table.count("\n") == 4 and "2/3" in table
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """mkstemp creates 0600 files; outputs must be readable like any file the user writes."""
+    import os
+
+    from pipeline.io import write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
