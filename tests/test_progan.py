@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixtures.seg_data import blob_pair
 
 from pipeline.data.images import InputError
 from pipeline.data.store import MaskStore
@@ -15,17 +16,8 @@ from pipeline.masks.progan import Z_DIM, ProDiscriminator, ProGenerator, sample_
 torch.set_num_threads(1)
 
 
-def disc_masks(n: int = 4, size: int = 48, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    out = []
-    for _ in range(n):
-        m = np.zeros((size, size), np.int32)
-        for k in range(1, 6):
-            cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(3, 7)]
-            m[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = k
-        out.append(m)
-    return out
+def disc_masks(n: int = 4) -> list[np.ndarray]:
+    return [blob_pair(seed, size=48, n=5)[1] for seed in range(n)]
 
 
 def test_schedule_grows_and_fades():
