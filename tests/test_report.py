@@ -59,3 +59,18 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     os.umask(mask)
     write_text(tmp_path / "a.txt", "x")
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_report_shows_quality_metrics_and_style_grid(run_dir):
+    from pipeline.io import write_png
+
+    write_json(run_dir / "quality.json", {
+        "realism_c2st_accuracy": {"value": 0.8711, "meaning": "held-out accuracy of a real-vs-synthetic classifier"},
+        "details": {"realism_c2st": {"steps": 300}},
+    })
+    write_png(run_dir / "style_grid.png", np.zeros((8, 8, 3), np.uint8))
+    html, md = build_report(run_dir)
+    text = html.read_text()
+    assert "realism_c2st_accuracy" in text and "0.8711" in text and "alt=\"style grid\"" in text
+    assert "details" not in text  # raw details stay in quality.json
+    assert "realism_c2st_accuracy = 0.8711" in md.read_text()
