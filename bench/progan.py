@@ -32,6 +32,7 @@ def main() -> int:
     ap.add_argument("--config", default="default")
     ap.add_argument("--count", type=int, default=500, help="masks per source to compare")
     ap.add_argument("--out", required=True, help="output path without suffix (.md table, _grid.png)")
+    ap.add_argument("--grid", default=None, help="mask grid PNG path (default: <out>_grid.png)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     cfg = load_config(args.config, [*args.overrides, f"data.set={args.set}", "runtime.progress=true"])
@@ -58,7 +59,7 @@ def main() -> int:
     out = Path(args.out)
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     plot_mask_grid(real_crops(real, cfg.masks.size, 1, seed=1), [stores["progan"][i] for i in range(16)],
-                   out.parent / f"{out.name}_grid.png", label="ProgressiveGAN")
+                   Path(args.grid or out.parent / f"{out.name}_grid.png"), label="ProgressiveGAN")
     print("\n".join(lines))
     print(f"{time.perf_counter() - t0:.0f} s")
     return 0
