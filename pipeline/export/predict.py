@@ -77,29 +77,20 @@ def list_images(images_dir: Path) -> tuple[list[Path], list[str]]:
 
 def measure_objects(labels: np.ndarray, image_name: str, pixel: PixelSize | None) -> pd.DataFrame:
     """One row per object of an instance map; bbox is [x0, x1) x [y0, y1) in pixel indices."""
-    from scipy import ndimage as ndi
+    from skimage.measure import regionprops_table
 
-    n = int(labels.max())
-    ids = np.arange(1, n + 1)
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.int64)
-    present = area > 0
-    ids, area = ids[present], area[present]
-    slices = ndi.find_objects(labels)
-    boxes = [slices[i - 1] for i in ids]
-    yy, xx = np.indices(labels.shape)  # centroids in pixel-index coordinates (pixel centres are integers)
-    cy = np.bincount(labels.ravel(), weights=yy.ravel(), minlength=n + 1)[ids] / np.maximum(area, 1)
-    cx = np.bincount(labels.ravel(), weights=xx.ravel(), minlength=n + 1)[ids] / np.maximum(area, 1)
+    props = regionprops_table(labels, properties=("label", "area", "equivalent_diameter_area", "bbox", "centroid"))
     frame = pd.DataFrame({
         "image": image_name,
-        "object_id": ids,
-        "area_px": area,
-        "equivalent_diameter_px": np.sqrt(4.0 * area / np.pi),
-        "bbox_x0": [b[1].start for b in boxes],
-        "bbox_y0": [b[0].start for b in boxes],
-        "bbox_x1": [b[1].stop for b in boxes],
-        "bbox_y1": [b[0].stop for b in boxes],
-        "centroid_x": cx,
-        "centroid_y": cy,
+        "object_id": props["label"],
+        "area_px": props["area"].astype(np.int64),
+        "equivalent_diameter_px": props["equivalent_diameter_area"],
+        "bbox_x0": props["bbox-1"],
+        "bbox_y0": props["bbox-0"],
+        "bbox_x1": props["bbox-3"],
+        "bbox_y1": props["bbox-2"],
+        "centroid_x": props["centroid-1"],  # pixel-index coordinates (pixel centres are integers)
+        "centroid_y": props["centroid-0"],
     })
     if pixel is not None:
         frame[f"area_{pixel.unit}2"] = frame["area_px"] * pixel.size**2
