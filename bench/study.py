@@ -34,8 +34,9 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_synthesis(cfg, ctx) -> list[Path]:
-    """Masks -> generator -> pairs for one synthesis method; returns the pair-store folders."""
+def run_synthesis(cfg, ctx) -> tuple[Path, list[Path]]:
+    """Masks -> generator -> pairs for one synthesis method; returns the generator folder and the
+    pair-store folders."""
     bank, secs, cached = stages.stage_shape_bank(ctx)
     log(f"shape bank {'cached' if cached else f'{secs:.0f}s'}")
     pair_dirs = []
@@ -52,7 +53,7 @@ def run_synthesis(cfg, ctx) -> list[Path]:
         pdir, secs, cached = stages.stage_generate(ctx, gen_dir, mdir)
         log(f"pairs {'cached' if cached else f'{secs:.0f}s'} {pdir}")
         pair_dirs.append(pdir)
-    return pair_dirs
+    return gen_dir, pair_dirs
 
 
 def main(argv=None) -> int:
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, [*args.overrides, f"data.set={args.set}", f"generator.model={synthesis}"])
         ctx = stages.prepare(cfg, run_id=f"study-{cfg.name}")
         needs_synth = [a for a in args.arms if a in ("pretrained", "mixed")]
-        pair_dirs = run_synthesis(cfg, ctx) if needs_synth else []
+        gen_dir, pair_dirs = run_synthesis(cfg, ctx) if needs_synth else (None, [])
         seg = cfg.segmentation
         for n_real in seg.n_real:
             for seed in seg.seeds:
@@ -90,7 +91,6 @@ def main(argv=None) -> int:
                     pd.DataFrame(rows).to_csv(out.with_suffix(".csv"), index=False)  # partial results survive a kill
         segmenter = stages.reference_segmenter(arm_dirs)
         if pair_dirs and segmenter is not None and cfg.quality.enabled:
-            gen_dir = stages.stage_train_generator(ctx)[0]
             for pdir in pair_dirs:
                 qd, secs, cached = stages.stage_quality(ctx, gen_dir, pdir, segmenter)
                 q = read_json(qd / "quality.json")

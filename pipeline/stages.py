@@ -346,11 +346,11 @@ def stage_progan_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool]:
 def reference_segmenter(arm_dirs: list[Path]) -> Path | None:
     """Best checkpoint of the longest-trained real-only arm at its lowest seed (long baseline,
     else baseline): the 'segmenter trained on real pairs' that mask fidelity needs."""
+    rows = [(read_json(d / "metrics.json"), d) for d in arm_dirs if (d / "metrics.json").is_file()]
     for arm in ("long_baseline", "baseline"):
-        rows = [(read_json(d / "metrics.json"), d) for d in arm_dirs if (d / "metrics.json").is_file()]
-        rows = [(m, d) for m, d in rows if m.get("arm") == arm]
-        if rows:
-            m, d = min(rows, key=lambda r: (r[0]["seed"], -r[0]["n_real"]))
+        mine = [(m, d) for m, d in rows if m.get("arm") == arm]
+        if mine:
+            _, d = min(mine, key=lambda r: (r[0]["seed"], -r[0]["n_real"]))
             return d / "train" / "best.pt"
     return None
 
@@ -366,14 +366,13 @@ def stage_quality(ctx: SetContext, generator_dir: Path, pair_dir: Path, segmente
     def compute(d: Path) -> None:
         from .segmentation.postprocess import resolve_min_area
 
-        train = ctx.pairs("train")
+        train, val = ctx.pairs("train"), ctx.pairs("val")
         cfg = resolve_min_area(ctx.cfg, [m for _, m in train])
-        q = measure_quality(cfg, pair_dir, segmenter, train, ctx.pairs("val"),
+        q = measure_quality(cfg, pair_dir, segmenter, train, val,
                             generator_dir / "final.pt" if trained else None, seed=ctx.cfg.generation.seed)
         write_json(d / "quality.json", q)
         if trained:
-            style_grid(generator_dir / "final.pt", ctx.pairs("val")[:4], d / "style_grid.png",
-                       crop=ctx.cfg.generator.image_size)
+            style_grid(generator_dir / "final.pt", val[:4], d / "style_grid.png", crop=ctx.cfg.generator.image_size)
 
     return _timed(ctx.stage_dir("quality", key), compute)
 

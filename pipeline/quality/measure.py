@@ -86,16 +86,20 @@ def measure_quality(
     seed: int = 0,
 ) -> dict:
     """``{metric: {"value", "meaning"}}`` plus details. ``generator_ckpt=None`` (copy-paste) skips diversity."""
+    from ..device import pick_device
     from ..generators.quality import diversity, mask_fidelity, realism_c2st
-    from ..segmentation.training import predict_instances
+    from ..segmentation.training import load_segmentation_model, predict_instances
 
     store = PairStore(synthetic_dir)
     q = cfg.quality
     synth = _sample(store, q.images, seed)
     threshold = cfg.evaluation.iou_threshold
+    device = pick_device(cfg.runtime.device)
+    model, meta = load_segmentation_model(segmenter_ckpt, device)  # once, not per batch
+    seg_cfg = cfg.model_copy(update={"segmentation": cfg.segmentation.model_copy(update={"target": meta["target"]})})
 
     def segment(images):
-        return predict_instances(segmenter_ckpt, images, cfg, "cpu" if not torch.cuda.is_available() else None)
+        return predict_instances(model, images, seg_cfg, device)
 
     fid = mask_fidelity(synth, segment, threshold, match_fn=_match)
     ref = mask_fidelity(real_val, segment, threshold, match_fn=_match) if real_val else {"f1": float("nan")}
