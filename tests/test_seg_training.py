@@ -16,6 +16,7 @@ from pipeline.io import load_torch, save_torch, write_png
 from pipeline.segmentation.dataset import RealPairsDataset
 from pipeline.segmentation.segmodel_masks import write_segmodel_masks
 from pipeline.segmentation.training import (
+    is_channels_last,
     load_segmentation_model,
     predict_instances,
     predict_probabilities,
@@ -104,6 +105,30 @@ def test_prediction_on_any_size_and_tiling(cfg, trained):
     tiled = predict_probabilities(model, image, torch.device("cpu"), tile=64)
     assert tiled.shape == whole.shape == (2, 100, 90) and np.isfinite(tiled).all()
     assert np.corrcoef(whole.ravel(), tiled.ravel())[0, 1] > 0.8
+
+
+def test_channels_last_changes_speed_not_predictions(trained):
+    image = blob_pair(9, size=96)[0]
+    nhwc, _ = load_segmentation_model(trained)
+    nchw, _ = load_segmentation_model(trained, channels_last=False)
+    assert is_channels_last(nhwc) and not is_channels_last(nchw)
+    a = predict_probabilities(nhwc, image, torch.device("cpu"))
+    b = predict_probabilities(nchw, image, torch.device("cpu"))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_training_channels_last_matches_contiguous_start(cfg, data, tmp_path):
+    """Same seed, NHWC vs NCHW: same losses to float rounding (the speed-up changes no recipe)."""
+    off = cfg.model_copy(update={"segmentation": cfg.segmentation.model_copy(update={"channels_last": False})})
+    a = train_segmentation(cfg, data[0], [], tmp_path / "nhwc", steps=2, lr=1e-3, seed=1, progress=False)
+    b = train_segmentation(off, data[0], [], tmp_path / "nchw", steps=2, lr=1e-3, seed=1, progress=False)
+    loss_a = pd.read_csv(a.parent / "log.csv")["train_loss"].iloc[-1]
+    loss_b = pd.read_csv(b.parent / "log.csv")["train_loss"].iloc[-1]
+    assert loss_a == pytest.approx(loss_b, rel=1e-4)
+    wa, wb = load_torch(a)["model"], load_torch(b)["model"]
+    name = next(k for k, v in wa.items() if v.dim() == 4 and v.shape[1] > 1 and v.shape[2] > 1)
+    assert wa[name].is_contiguous(memory_format=torch.channels_last) and not wa[name].is_contiguous()
+    assert wb[name].is_contiguous()
 
 
 def test_segmodel_masks_are_deterministic(cfg, trained, tmp_path):
