@@ -69,6 +69,9 @@ class MasksConfig(Section):
     # image whose density set the count (1 = that image's own shapes): dense images hold small
     # objects, so drawing from every image would over-fill dense canvases with large shapes.
     shape_pool_images: int = Field(5, ge=1)
+    # At least this many objects per mask. 0 keeps the real count distribution; rare-object sets
+    # (one defect in a few images) otherwise give mostly empty masks that teach pretraining nothing.
+    min_objects: int = Field(0, ge=0)
     seed: int = 0
     workers: int = Field(2, ge=1)
     segmodel_min_score: float = Field(0.5, ge=0.0, le=1.0)
