@@ -140,6 +140,9 @@ class SegmentationConfig(Section):
     # NHWC tensors for training and inference: oneDNN's convolutions are ~14 % faster per training
     # step and ~23 % per forward pass on this CPU (bench/stages.py); same model, float rounding only
     channels_last: bool = True
+    # Fraction of training crops forced to hold an object, drawn from the images that have one
+    # (nnU-Net oversamples 33 %). For rare-object sets, where random crops are almost all empty.
+    foreground_crops: float = Field(0.0, ge=0.0, le=1.0)
     seed: int = 0
 
 

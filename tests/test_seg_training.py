@@ -96,6 +96,21 @@ def test_crops_are_deterministic_and_keep_instance_ids(data):
     assert small.sample(0)[0].shape == (64, 64, 1)  # reflect-padded up to the crop size
 
 
+def test_foreground_crops_show_objects_of_a_rare_object_set(data):
+    """One image in eight has objects: plain crops rarely see them, forced crops always do."""
+    empty = [(img, np.zeros_like(m)) for img, m in data[0][1:]]
+    pairs = [data[0][0]] + empty
+    plain = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2)
+    forced = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2, foreground=1.0)
+    assert forced.object_items == [0]
+    assert np.mean([plain.sample(k)[1].any() for k in range(40)]) < 0.3
+    assert all(forced.sample(k)[1].any() for k in range(40))
+    half = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2, foreground=0.5)
+    assert 0.3 < np.mean([half.sample(k)[1].any() for k in range(80)]) < 0.9
+    off = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2, foreground=0.0)
+    assert all(np.array_equal(off.sample(k)[1], plain.sample(k)[1]) for k in range(10))  # 0 = old crops
+
+
 def test_prediction_on_any_size_and_tiling(cfg, trained):
     image = blob_pair(7, size=100)[0][:, :90]
     masks = predict_instances(trained, [image], cfg)

@@ -287,7 +287,9 @@ def train_segmentation(
     device = pick_device(cfg.runtime.device) if device is None else torch.device(device)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    dataset = train if isinstance(train, Dataset) else RealPairsDataset(train, seg.image_size, seg.target, seed=seed)
+    dataset = train if isinstance(train, Dataset) else RealPairsDataset(
+        train, seg.image_size, seg.target, seed=seed, foreground=seg.foreground_crops
+    )
     channels = int(dataset.channels)
     for img, _ in val_pairs:
         if img.shape[2] != channels:
