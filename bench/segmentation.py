@@ -5,7 +5,7 @@ boundary targets, DataLoader, loss, AdamW + schedule, logging); its images/s com
 (the interval excludes the final validation and checkpoint writes). The bare loop feeds batches
 prepared beforehand (same crops, as tensors) to a plain forward/backward/step with the same loss
 and optimizer. Runs alternate and the medians are compared; the ratio shows what the pipeline's
-data path and bookkeeping cost.
+data path and bookkeeping cost. Both use the config's memory format (``segmentation.channels_last``).
 
     PYTHONPATH=$PWD python bench/segmentation.py --steps 20 --repeats 3
 """
@@ -59,6 +59,9 @@ def bare_loop(cfg, batches, steps: int, seed: int) -> float:
     seg = cfg.segmentation
     torch.manual_seed(seed)
     model = create_model(seg.arch, seg.encoder, batches[0][0].shape[1], n_target_channels(seg.target))
+    fmt = torch.channels_last if seg.channels_last else torch.contiguous_format  # same memory format as the project
+    model = model.to(memory_format=fmt)
+    batches = [(x.contiguous(memory_format=fmt), y) for x, y in batches]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = build_loss(seg.target, seg.loss)
     model.train()

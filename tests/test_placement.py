@@ -115,6 +115,18 @@ def test_counts_follow_the_real_distribution(disc_bank):
     assert np.mean([m.max() for m in small]) == pytest.approx(2.5, rel=0.2)
 
 
+def test_min_objects_fills_masks_of_a_rare_object_set():
+    """One disc in one of eight images (a defect set): most masks are empty unless a floor is set."""
+    masks = _disc_masks(n_images=1, per_image=1) + [np.zeros((128, 128), np.int32)] * 7
+    bank = build_shape_bank(masks, ShapeBankConfig(min_area=12))
+    plain = generate_placement_masks(bank, _cfg(border_truncation=True), seed=0, indices=range(40))
+    floor = generate_placement_masks(bank, _cfg(border_truncation=True, min_objects=2), seed=0, indices=range(40))
+    assert np.mean([m.max() == 0 for m in plain]) > 0.5
+    assert min(int(m.max()) for m in floor) >= 2
+    again = generate_placement_masks(bank, _cfg(border_truncation=True, min_objects=2), seed=0, indices=[5])
+    assert np.array_equal(again[0], floor[5])
+
+
 def test_border_truncation_cuts_shapes_only_when_enabled(disc_bank):
     def border_objects(masks):
         return sum(len(np.unique(np.concatenate([m[0], m[-1], m[:, 0], m[:, -1]]))) - 1 for m in masks)

@@ -16,6 +16,7 @@ from pipeline.io import load_torch, save_torch, write_png
 from pipeline.segmentation.dataset import RealPairsDataset
 from pipeline.segmentation.segmodel_masks import write_segmodel_masks
 from pipeline.segmentation.training import (
+    is_channels_last,
     load_segmentation_model,
     predict_instances,
     predict_probabilities,
@@ -95,6 +96,21 @@ def test_crops_are_deterministic_and_keep_instance_ids(data):
     assert small.sample(0)[0].shape == (64, 64, 1)  # reflect-padded up to the crop size
 
 
+def test_foreground_crops_show_objects_of_a_rare_object_set(data):
+    """One image in eight has objects: plain crops rarely see them, forced crops always do."""
+    empty = [(img, np.zeros_like(m)) for img, m in data[0][1:]]
+    pairs = [data[0][0]] + empty
+    plain = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2)
+    forced = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2, foreground=1.0)
+    assert forced.object_items == [0]
+    assert np.mean([plain.sample(k)[1].any() for k in range(40)]) < 0.3
+    assert all(forced.sample(k)[1].any() for k in range(40))
+    half = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2, foreground=0.5)
+    assert 0.3 < np.mean([half.sample(k)[1].any() for k in range(80)]) < 0.9
+    off = RealPairsDataset(pairs, 32, "boundary", augment=False, seed=2, foreground=0.0)
+    assert all(np.array_equal(off.sample(k)[1], plain.sample(k)[1]) for k in range(10))  # 0 = old crops
+
+
 def test_prediction_on_any_size_and_tiling(cfg, trained):
     image = blob_pair(7, size=100)[0][:, :90]
     masks = predict_instances(trained, [image], cfg)
@@ -104,6 +120,30 @@ def test_prediction_on_any_size_and_tiling(cfg, trained):
     tiled = predict_probabilities(model, image, torch.device("cpu"), tile=64)
     assert tiled.shape == whole.shape == (2, 100, 90) and np.isfinite(tiled).all()
     assert np.corrcoef(whole.ravel(), tiled.ravel())[0, 1] > 0.8
+
+
+def test_channels_last_changes_speed_not_predictions(trained):
+    image = blob_pair(9, size=96)[0]
+    nhwc, _ = load_segmentation_model(trained)
+    nchw, _ = load_segmentation_model(trained, channels_last=False)
+    assert is_channels_last(nhwc) and not is_channels_last(nchw)
+    a = predict_probabilities(nhwc, image, torch.device("cpu"))
+    b = predict_probabilities(nchw, image, torch.device("cpu"))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_training_channels_last_matches_contiguous_start(cfg, data, tmp_path):
+    """Same seed, NHWC vs NCHW: same losses to float rounding (the speed-up changes no recipe)."""
+    off = cfg.model_copy(update={"segmentation": cfg.segmentation.model_copy(update={"channels_last": False})})
+    a = train_segmentation(cfg, data[0], [], tmp_path / "nhwc", steps=2, lr=1e-3, seed=1, progress=False)
+    b = train_segmentation(off, data[0], [], tmp_path / "nchw", steps=2, lr=1e-3, seed=1, progress=False)
+    loss_a = pd.read_csv(a.parent / "log.csv")["train_loss"].iloc[-1]
+    loss_b = pd.read_csv(b.parent / "log.csv")["train_loss"].iloc[-1]
+    assert loss_a == pytest.approx(loss_b, rel=1e-4)
+    wa, wb = load_torch(a)["model"], load_torch(b)["model"]
+    name = next(k for k, v in wa.items() if v.dim() == 4 and v.shape[1] > 1 and v.shape[2] > 1)
+    assert wa[name].is_contiguous(memory_format=torch.channels_last) and not wa[name].is_contiguous()
+    assert wb[name].is_contiguous()
 
 
 def test_segmodel_masks_are_deterministic(cfg, trained, tmp_path):

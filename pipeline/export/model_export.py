@@ -140,7 +140,7 @@ def export_model(source: ModelSource, fmt: str, path: Path, tolerance: float = 1
     """Write the model file and ``<name>.json`` beside it; returns the JSON content."""
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-    net, meta = load_segmentation_model(source.checkpoint, "cpu")
+    net, meta = load_segmentation_model(source.checkpoint, "cpu", channels_last=False)
     wrapper = ProbabilityModel(net).eval()
     channels, kind = int(meta["in_channels"]), meta["target"]
     example = torch.rand(1, channels, 64, 64, generator=torch.Generator().manual_seed(0))

@@ -6,8 +6,8 @@
 * :func:`diversity` -- how different the images generated from the same mask are (pixel L1 and a
   CNN feature distance); 0 for deterministic generators.
 * :func:`mask_fidelity` -- does a segmenter find the objects the masks say are there? Object F1 at
-  IoU 0.5 between ``segment_fn(images)`` and the source masks. The matching here is a small local
-  helper (:func:`match_objects`); the project's evaluation module can be passed as ``match_fn``.
+  IoU 0.5 between ``segment_fn(images)`` and the source masks, matched exactly as the study's
+  evaluation matches (:func:`pipeline.evaluation.matching.match_instances`).
 """
 
 from __future__ import annotations
@@ -164,52 +164,25 @@ def diversity(
     }
 
 
-def match_objects(true_mask: np.ndarray, pred_mask: np.ndarray, iou_threshold: float = 0.5) -> tuple[int, int, int]:
-    """(true positives, true objects, predicted objects), greedy one-to-one matching by IoU.
-
-    A deliberately small local helper; the project's evaluation module may replace it via
-    ``mask_fidelity(..., match_fn=...)``."""
-    _, t = np.unique(np.asarray(true_mask).ravel(), return_inverse=True)
-    _, p = np.unique(np.asarray(pred_mask).ravel(), return_inverse=True)
-    t_has_bg, p_has_bg = (np.asarray(true_mask) == 0).any(), (np.asarray(pred_mask) == 0).any()
-    t = t + (0 if t_has_bg else 1)  # id 0 = background after relabelling
-    p = p + (0 if p_has_bg else 1)
-    nt, npd = int(t.max()), int(p.max())
-    inter = np.bincount(t * (npd + 1) + p, minlength=(nt + 1) * (npd + 1)).reshape(nt + 1, npd + 1)
-    area_t, area_p = inter.sum(1), inter.sum(0)
-    it = inter[1:, 1:].astype(np.float64)
-    iou = it / np.maximum(area_t[1:, None] + area_p[None, 1:] - it, 1)
-    cand = np.argwhere(iou > iou_threshold)
-    order = np.argsort(-iou[cand[:, 0], cand[:, 1]]) if len(cand) else []
-    used_t, used_p, tp = set(), set(), 0
-    for k in order:
-        a, b = cand[k]
-        if a not in used_t and b not in used_p:
-            used_t.add(a)
-            used_p.add(b)
-            tp += 1
-    return tp, nt, npd
-
-
 def mask_fidelity(
     synth_pairs,
     segment_fn: Callable[[list[np.ndarray]], list[np.ndarray]],
     iou_threshold: float = 0.5,
-    match_fn: Callable[[np.ndarray, np.ndarray, float], tuple[int, int, int]] | None = None,
     batch_size: int = 16,
 ) -> dict:
     """Object precision / recall / F1 of ``segment_fn`` on synthetic images vs their source masks.
 
     ``synth_pairs``: a PairStore or any sequence of (image, instance mask)."""
-    match_fn = match_fn or match_objects
+    from ..evaluation.matching import match_instances
+
     tp = n_true = n_pred = 0
     n = len(synth_pairs)
     for start in range(0, n, batch_size):
         chunk = [synth_pairs[i] for i in range(start, min(start + batch_size, n))]
         preds = segment_fn([img for img, _ in chunk])
         for (_, true), pred in zip(chunk, preds, strict=True):
-            a, b, c = match_fn(true, pred, iou_threshold)
-            tp, n_true, n_pred = tp + a, n_true + b, n_pred + c
+            m = match_instances(true, pred, iou_threshold)
+            tp, n_true, n_pred = tp + m.tp, n_true + m.n_true, n_pred + m.n_pred
     precision = tp / n_pred if n_pred else 0.0
     recall = tp / n_true if n_true else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0

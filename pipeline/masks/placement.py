@@ -4,7 +4,8 @@ Mask ``i`` depends only on ``(seed, i)`` (its own ``np.random.default_rng([seed,
 shard layout, worker count or resume gives the same masks. Per mask:
 
 1. object count ~ Poisson, its mean from the object density of a random real training image, so
-   a canvas gets as many objects per pixel as real images have;
+   a canvas gets as many objects per pixel as real images have; at least ``masks.min_objects``
+   (a shape that would only graze the canvas is then placed again instead of dropped);
 2. each object: a bank shape (edge-corrected weights, see ``shape_bank``), random flip, rotation
    by any angle and scale ``(masks.scale or 1) * (1 +- scale_jitter)``: a cv2.warpAffine of the
    small crop only;
@@ -54,6 +55,7 @@ class PlacementSampler:
     scale_jitter: float
     border_truncation: bool
     min_area: int
+    min_objects: int = 0
 
     @classmethod
     def from_bank(cls, bank: ShapeBank, cfg: MasksConfig) -> PlacementSampler:
@@ -91,6 +93,7 @@ class PlacementSampler:
             scale_jitter=cfg.scale_jitter,
             border_truncation=cfg.border_truncation,
             min_area=bank.min_area,
+            min_objects=cfg.min_objects,
         )
 
     @staticmethod
@@ -125,7 +128,7 @@ class PlacementSampler:
         size = self.size
         source = int(rng.integers(len(self.rates)))
         pool, cdf = self.pools[source], self.pool_cdfs[source]
-        n_objects = int(rng.poisson(self.rates[source]))
+        n_objects = max(int(rng.poisson(self.rates[source])), self.min_objects)
         labels = np.zeros((size, size), np.int32)
         blocked = np.zeros((size, size), bool) if self.overlap == "none" else None
         areas = [0]  # placed area per label; index = label
@@ -151,14 +154,19 @@ class PlacementSampler:
                     y0, x0 = (rng.random(2) * (size - np.array([oh, ow]) + 1)).astype(int)
                 ya, xa = max(y0, 0), max(x0, 0)
                 yb, xb = min(y0 + oh, size), min(x0 + ow, size)
+                short = len(areas) - 1 < self.min_objects  # the floor is not reached yet: try again
                 if ya >= yb or xa >= xb:
+                    if short:
+                        continue
                     break  # landed outside the canvas: this object is not in the crop
                 if whole is None:
                     piece = self._warp(shape, m, ya - y0, xa - x0, yb - ya, xb - xa)
                 else:
                     piece = whole[ya - y0 : yb - y0, xa - x0 : xb - x0]
                 piece_area = int(np.count_nonzero(piece))
-                if piece_area == 0:
+                if piece_area == 0 or (short and piece_area < self.min_area):
+                    if short:
+                        continue
                     break
                 region = labels[ya:yb, xa:xb]
                 if self.overlap == "none":

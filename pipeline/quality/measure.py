@@ -25,7 +25,6 @@ import torch
 
 from ..config import Config
 from ..data.store import PairStore
-from ..evaluation.matching import match_instances
 from ..io import write_png
 
 MEANINGS = {
@@ -35,11 +34,6 @@ MEANINGS = {
     "diversity_pixel_l1": "mean pixel L1 between images of one mask with different style codes (0 = deterministic)",
     "diversity_feature": "the same as a CNN-feature distance",
 }
-
-
-def _match(gt: np.ndarray, pred: np.ndarray, threshold: float) -> tuple[int, int, int]:
-    m = match_instances(gt, pred, threshold)
-    return m.tp, m.n_true, m.n_pred
 
 
 def _sample(store: PairStore, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -101,8 +95,8 @@ def measure_quality(
     def segment(images):
         return predict_instances(model, images, seg_cfg, device)
 
-    fid = mask_fidelity(synth, segment, threshold, match_fn=_match)
-    ref = mask_fidelity(real_val, segment, threshold, match_fn=_match) if real_val else {"f1": float("nan")}
+    fid = mask_fidelity(synth, segment, threshold)
+    ref = mask_fidelity(real_val, segment, threshold) if real_val else {"f1": float("nan")}
     c2st = realism_c2st([i for i, _ in real_train], [i for i, _ in synth], seed=seed, steps=q.c2st_steps)
     values = {
         "mask_fidelity_f1": fid["f1"],

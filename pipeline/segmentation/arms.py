@@ -55,12 +55,13 @@ def run_arm(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path], out_di
     val = ctx.pairs("val")
 
     def real_ds():
-        return RealPairsDataset(real, seg.image_size, seg.target, augment=True, seed=seed)
+        return RealPairsDataset(real, seg.image_size, seg.target, augment=True, seed=seed, foreground=seg.foreground_crops)
 
     def synth_ds():
         if not pair_dirs:
             raise ValueError(f"arm '{arm}' needs synthetic pairs, but none were generated")
-        return SyntheticPairsDataset(ConcatPairStore(pair_dirs), ctx.channels, seg.image_size, seg.target, True, seed)
+        return SyntheticPairsDataset(ConcatPairStore(pair_dirs), ctx.channels, seg.image_size, seg.target, True, seed,
+                                     foreground=seg.foreground_crops)
 
     common = {"val_pairs": val, "seed": seed, "progress": cfg.runtime.progress}
     if arm == "baseline":

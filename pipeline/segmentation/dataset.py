@@ -58,27 +58,53 @@ def build_augmentation() -> A.Compose:
     )
 
 
-def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator):
-    """A ``size x size`` window at native resolution; smaller images are reflect-padded first
-    (the mask too, so mirrored objects stay labelled)."""
+def _pad_to(image: np.ndarray, mask: np.ndarray, size: int):
+    """Reflect-pad images smaller than the crop (the mask too, so mirrored objects stay labelled)."""
     h, w = mask.shape
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:
         pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
         image = np.pad(image, pads + ((0, 0),), mode="reflect" if min(h, w) > 1 else "edge")
         mask = np.pad(mask, pads, mode="reflect" if min(h, w) > 1 else "edge")
-        h, w = mask.shape
+    return image, mask
+
+
+def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator):
+    """A ``size x size`` window at native resolution; smaller images are reflect-padded first."""
+    image, mask = _pad_to(image, mask, size)
+    h, w = mask.shape
     y = int(rng.integers(0, h - size + 1))
     x = int(rng.integers(0, w - size + 1))
     return image[y : y + size, x : x + size], mask[y : y + size, x : x + size]
 
 
+def foreground_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator):
+    """A window that holds a random object pixel, anywhere in the window (random if no object)."""
+    image, mask = _pad_to(image, mask, size)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return random_crop(image, mask, size, rng)
+    h, w = mask.shape
+    j = int(rng.integers(len(ys)))
+    y = int(np.clip(ys[j] - rng.integers(0, size), 0, h - size))
+    x = int(np.clip(xs[j] - rng.integers(0, size), 0, w - size))
+    return image[y : y + size, x : x + size], mask[y : y + size, x : x + size]
+
+
 class CropDataset(Dataset):
-    """Base class: subclasses implement ``__len__`` (number of items) and ``load(i)``."""
+    """Base class: subclasses implement ``__len__`` (number of items) and ``load(i)``.
+
+    ``foreground``: the fraction of samples whose crop is forced to hold an object pixel (nnU-Net
+    oversamples a third of its patches this way). Those samples draw their item from the items
+    with objects (``object_items``, when a subclass knows them), so rare-object sets (a defect in
+    a few images) still show the network objects. 0 keeps plain random crops.
+    """
 
     channels: int
+    object_items: list[int] | None = None
 
-    def __init__(self, image_size: int, target: str, augment: bool = True, seed: int = 0):
+    def __init__(self, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0):
+        self.foreground = float(foreground)
         self.image_size = int(image_size)
         self.target = target
         self.augment = augment
@@ -101,8 +127,14 @@ class CropDataset(Dataset):
     def sample(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(image float32 HxWxC, instance mask int32 HxW) of sample ``k`` after crop + augmentation."""
         rng = np.random.default_rng([self.seed, k])
-        image, mask = self.load(self.item_for(k))
-        image, mask = random_crop(image, mask.astype(np.int32, copy=False), self.image_size, rng)
+        if self.foreground > 0 and rng.random() < self.foreground:  # no draw at 0: plain crops unchanged
+            items = self.object_items
+            i = int(items[rng.integers(len(items))]) if items else self.item_for(k)
+            image, mask = self.load(i)
+            image, mask = foreground_crop(image, mask.astype(np.int32, copy=False), self.image_size, rng)
+        else:
+            image, mask = self.load(self.item_for(k))
+            image, mask = random_crop(image, mask.astype(np.int32, copy=False), self.image_size, rng)
         if self._transform is not None:
             for transform, s in zip(self._transform.transforms, rng.integers(0, 2**31 - 1, len(self._transform.transforms))):
                 transform.set_random_seed(int(s))  # independent stream per transform
@@ -123,11 +155,12 @@ class CropDataset(Dataset):
 class RealPairsDataset(CropDataset):
     """Real (image, instance mask) pairs held in memory, used at native resolution."""
 
-    def __init__(self, pairs, image_size: int, target: str, augment: bool = True, seed: int = 0):
-        super().__init__(image_size, target, augment, seed)
+    def __init__(self, pairs, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0):
+        super().__init__(image_size, target, augment, seed, foreground)
         if not pairs:
             raise InputError("no training pairs given")
         self.pairs = [(np.asarray(img, np.float32), np.asarray(m, np.int32)) for img, m in pairs]
+        self.object_items = [i for i, (_, m) in enumerate(self.pairs) if m.any()]
         chans = {img.shape[2] for img, _ in self.pairs}
         if len(chans) != 1:
             raise InputError(f"training images mix channel counts {sorted(chans)}")
@@ -143,10 +176,12 @@ class RealPairsDataset(CropDataset):
 class SyntheticPairsDataset(CropDataset):
     """Synthetic pairs from a :class:`PairStore` folder, converted to ``channels`` channels."""
 
-    def __init__(self, store, channels: int, image_size: int, target: str, augment: bool = True, seed: int = 0):
+    def __init__(
+        self, store, channels: int, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0
+    ):
         from ..data.store import PairStore
 
-        super().__init__(image_size, target, augment, seed)
+        super().__init__(image_size, target, augment, seed, foreground)
         if isinstance(store, (str, Path)):
             root = Path(store)
             if not (root / "manifest.parquet").is_file() and not any(root.glob("shard_*.parquet")):

@@ -112,8 +112,26 @@ def model_meta(cfg: Config, in_channels: int) -> dict:
     }
 
 
-def load_segmentation_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """(model in eval mode on ``device``, meta) from a checkpoint written by training."""
+def to_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """The model with NHWC weights (in place); inputs follow it in :func:`predict_probabilities`."""
+    return model.to(memory_format=torch.channels_last) if enabled else model
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's convolution weights are NHWC (a 1-input-channel weight is both, so skip those)."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+def load_segmentation_model(
+    checkpoint: str | Path, device: torch.device | str = "cpu", channels_last: bool = True
+) -> tuple[nn.Module, dict]:
+    """(model in eval mode on ``device``, meta) from a checkpoint written by training.
+
+    ``channels_last`` (the default, for inference) stores the weights NHWC; exporters pass False.
+    """
     path = Path(checkpoint)
     ckpt = load_user_torch(path, "segmentation checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
@@ -121,7 +139,7 @@ def load_segmentation_model(checkpoint: str | Path, device: torch.device | str =
     meta = ckpt["meta"]
     model = create_model(meta["arch"], meta["encoder"], meta["in_channels"], meta["classes"])
     model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), meta
+    return to_channels_last(model.to(device), channels_last).eval(), meta
 
 
 def _pad_to_multiple(image: np.ndarray, multiple: int = 32) -> np.ndarray:
@@ -161,6 +179,8 @@ def predict_probabilities(
     ph, pw = padded.shape[:2]
     tile_h, tile_w = min(tile, ph), min(tile, pw)
     x_full = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
+    if is_channels_last(model):
+        x_full = x_full.contiguous(memory_format=torch.channels_last)
     ys, xs = _tile_starts(ph, tile_h, TILE_OVERLAP), _tile_starts(pw, tile_w, TILE_OVERLAP)
     if len(ys) == 1 and len(xs) == 1:
         with autocast(device, amp):
@@ -267,7 +287,9 @@ def train_segmentation(
     device = pick_device(cfg.runtime.device) if device is None else torch.device(device)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    dataset = train if isinstance(train, Dataset) else RealPairsDataset(train, seg.image_size, seg.target, seed=seed)
+    dataset = train if isinstance(train, Dataset) else RealPairsDataset(
+        train, seg.image_size, seg.target, seed=seed, foreground=seg.foreground_crops
+    )
     channels = int(dataset.channels)
     for img, _ in val_pairs:
         if img.shape[2] != channels:
@@ -289,7 +311,7 @@ def train_segmentation(
             model.load_state_dict(init["model"])
         except RuntimeError as e:
             raise InputError(f"{init_from}: weights do not fit {seg.arch}/{seg.encoder} ({str(e).splitlines()[0]})") from None
-    model.to(device)
+    to_channels_last(model.to(device), seg.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps))
     loss_fn = build_loss(seg.target, seg.loss)
@@ -345,6 +367,8 @@ def train_segmentation(
         while step < steps and (stop_at is None or step < stop_at):
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if seg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             model.train()
             with autocast(device, seg.amp):
                 logits = model(normalize(x))
