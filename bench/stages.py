@@ -37,7 +37,7 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluation.metrics import evaluate_instances  # noqa: E402
 from pipeline.segmentation.dataset import RealPairsDataset  # noqa: E402
 from pipeline.segmentation.postprocess import resolve_min_area  # noqa: E402
-from pipeline.segmentation.training import predict_instances, train_segmentation  # noqa: E402
+from pipeline.segmentation.training import load_segmentation_model, predict_instances, train_segmentation  # noqa: E402
 
 PHASES = ("train", "validate", "test")
 
@@ -51,8 +51,6 @@ def time_variant(cfg, ctx, steps: int, work: Path, seed: int = 0) -> dict[str, f
     t = time.perf_counter()
     ckpt = train_segmentation(cfg, ds, [], work, steps=steps, lr=seg.finetune_lr, seed=seed, progress=False)
     out = {"train": time.perf_counter() - t}
-    from pipeline.segmentation.training import load_segmentation_model
-
     model, _ = load_segmentation_model(ckpt, channels_last=seg.channels_last)
     for phase, pairs in (("validate", val), ("test", test)):
         t = time.perf_counter()

@@ -137,8 +137,8 @@ class SegmentationConfig(Section):
         default_factory=lambda: ["baseline", "long_baseline", "pretrained"]
     )
     amp: bool = True
-    # NHWC tensors for training and inference: oneDNN's convolutions are ~14 % faster per training
-    # step and ~23 % per forward pass on this CPU (bench/stages.py); same model, float rounding only
+    # NHWC tensors for training and inference: on the 2-core CPU training steps took 7-10 % and
+    # whole-image inference 7-21 % less time (bench/stages.py, RESULTS section 10); float rounding only
     channels_last: bool = True
     # Fraction of training crops forced to hold an object, drawn from the images that have one
     # (nnU-Net oversamples 33 %). For rare-object sets, where random crops are almost all empty.

@@ -164,9 +164,9 @@ class PlacementSampler:
                 else:
                     piece = whole[ya - y0 : yb - y0, xa - x0 : xb - x0]
                 piece_area = int(np.count_nonzero(piece))
-                if piece_area == 0 or (short and piece_area < self.min_area):
-                    if short:
-                        continue
+                if short and piece_area < self.min_area:
+                    continue  # a sliver would be dropped later and leave the floor unmet
+                if piece_area == 0:
                     break
                 region = labels[ya:yb, xa:xb]
                 if self.overlap == "none":

@@ -127,14 +127,11 @@ class CropDataset(Dataset):
     def sample(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(image float32 HxWxC, instance mask int32 HxW) of sample ``k`` after crop + augmentation."""
         rng = np.random.default_rng([self.seed, k])
-        if self.foreground > 0 and rng.random() < self.foreground:  # no draw at 0: plain crops unchanged
-            items = self.object_items
-            i = int(items[rng.integers(len(items))]) if items else self.item_for(k)
-            image, mask = self.load(i)
-            image, mask = foreground_crop(image, mask.astype(np.int32, copy=False), self.image_size, rng)
-        else:
-            image, mask = self.load(self.item_for(k))
-            image, mask = random_crop(image, mask.astype(np.int32, copy=False), self.image_size, rng)
+        forced = self.foreground > 0 and rng.random() < self.foreground  # no draw at 0: plain crops unchanged
+        items = self.object_items if forced else None
+        image, mask = self.load(int(items[rng.integers(len(items))]) if items else self.item_for(k))
+        crop = foreground_crop if forced else random_crop
+        image, mask = crop(image, mask.astype(np.int32, copy=False), self.image_size, rng)
         if self._transform is not None:
             for transform, s in zip(self._transform.transforms, rng.integers(0, 2**31 - 1, len(self._transform.transforms))):
                 transform.set_random_seed(int(s))  # independent stream per transform
