@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 
@@ -35,6 +36,43 @@ def register(app: typer.Typer) -> None:
             fail(state.message or "flow run failed", 1)
         for name, out in state.result().items():
             typer.echo(f"{name}: {out}" + ("/report.html" if str(out).startswith(cfg.runtime.runs_dir) else ""))
+
+    @app.command()
+    @user_errors
+    def study(
+        overrides: list[str] = typer.Argument(None, help="config overrides, section.key=value"),
+        set_: str = typer.Option(None, "--set", help="set name under data/ or a set folder (default: the config's data.set)"),
+        synthesis: list[str] = typer.Option(["copypaste", "spade"], "--synthesis", "-s",
+                                            help="synthesis methods to compare; repeat the option: -s copypaste -s spade"),
+        config: str = typer.Option("default", "--config", "-c", help="smoke | default | full | path to a YAML file"),
+        run_id: str = typer.Option(None, help="name of the run folder (default: time + config name); the same "
+                                              "name again resumes into it"),
+    ) -> None:
+        """Compare synthesis methods on one set: real_only once, then pretrained and joint arms for every
+        method, over segmentation.seeds x segmentation.n_real, every phase to its validation plateau.
+        Prints the verdicts (first in report.html, report.md and results.csv). Same stages, cache and
+        flow as `run`: a killed study resumes, and finished arms are reused."""
+        from pipeline.config import GeneratorConfig, load_config
+
+        overrides = list(overrides or [])
+        known = GeneratorConfig.model_fields["model"].annotation.__args__
+        bad = [m for m in synthesis if m not in known]
+        if bad:
+            fail(f"--synthesis {' '.join(bad)}: unknown method; known: {', '.join(known)}")
+        cfg = load_config(config, [*overrides, *([f"data.set={set_}"] if set_ else [])])
+        from pipeline.io import read_json
+
+        from .synth_pretrain import synth_pretrain
+
+        state = synth_pretrain(sets=[cfg.data.set], config=config, overrides=overrides, run_id=run_id,
+                               synthesis=list(synthesis), return_state=True)
+        if not state.is_completed():
+            fail(state.message or "flow run failed", 1)
+        for name, out in state.result().items():
+            verdict = read_json(Path(out) / "verdict.json")["verdicts"]
+            for v in verdict:
+                typer.echo(v["sentence"])
+            typer.echo(f"{name}: {out}/report.html")
 
     @app.command()
     @user_errors

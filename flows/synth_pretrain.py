@@ -2,9 +2,13 @@
 
 Reads like the pipeline's table of contents:
 
-    validate -> shape bank -> masks (placement / segmentation-model) -> train generator
-    -> generate pairs -> segmentation arms (baseline, long baseline, pretrained, ...) x seeds
-    -> synthetic-data quality -> collect results -> report
+    validate -> for each n_real: shape bank -> masks (placement / segmentation-model / ProgressiveGAN)
+    -> for each synthesis method: train generator -> generate pairs
+    -> segmentation arms (real_only once; pretrained, joint per method) x seeds, each to its plateau
+    -> synthetic-data quality -> verdict -> report
+
+``synth-pretrain run`` runs it with the config's one synthesis method (``generator.model``);
+``synth-pretrain study`` with several. The real-only arms do not depend on the method and run once.
 
 Caching is content-addressed in pipeline/stages.py (each stage's folder is keyed by a hash of its
 inputs), so re-running skips finished stages whether the flow runs locally, on a served deployment
@@ -43,24 +47,24 @@ def validate_task(cfg: Config, run_id: str | None) -> stages.SetContext:
 
 
 @task(name="shape-bank", **TASK)
-def shape_bank_task(ctx):
-    return stages.stage_shape_bank(ctx)
+def shape_bank_task(ctx, n_real: int):
+    return stages.stage_shape_bank(ctx, n_real)
 
 
 @task(name="masks", **TASK)
-def masks_task(ctx, source: str, bank_dir: Path, count: int):
+def masks_task(ctx, source: str, bank_dir: Path, count: int, n_real: int):
     if source == "placement":
         return stages.stage_placement_masks(ctx, bank_dir, count)
     if source == "segmodel":
-        return stages.stage_segmodel_masks(ctx, count)
+        return stages.stage_segmodel_masks(ctx, count, n_real)
     if source == "progan":
-        return stages.stage_progan_masks(ctx, count)
+        return stages.stage_progan_masks(ctx, count, n_real)
     raise ValueError(f"masks.sources: unknown mask source {source}")
 
 
-@task(name="train-generator", **TASK)
-def generator_task(ctx):
-    return stages.stage_train_generator(ctx)
+@task(name="train-generator", task_run_name="train-generator-{ctx.cfg.generator.model}", **TASK)
+def generator_task(ctx, n_real: int):
+    return stages.stage_train_generator(ctx, n_real)
 
 
 @task(name="generate", **TASK)
@@ -90,7 +94,7 @@ def generate_task(ctx, generator_dir: Path, mask_dir: Path):
     return result
 
 
-@task(name="segmentation-arm", task_run_name="{arm}-seed{seed}-n{n_real}", **TASK)
+@task(name="segmentation-arm", task_run_name="{arm}-{ctx.cfg.generator.model}-seed{seed}-n{n_real}", **TASK)
 def seg_arm_task(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path]):
     return stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
 
@@ -133,32 +137,61 @@ def make_task_runner(cfg: Config):
 
 
 @flow(name="synth-pretrain-set", flow_run_name="{set_name}", log_prints=True)
-def process_set(set_name: str, config: str = "default", overrides: list[str] | None = None, run_id: str | None = None) -> str:
-    """The whole pipeline for one labeled set; returns its run folder."""
+def process_set(set_name: str, config: str = "default", overrides: list[str] | None = None, run_id: str | None = None,
+                synthesis: list[str] | None = None) -> str:
+    """The whole pipeline for one labeled set; returns its run folder. ``synthesis``: the synthesis
+    methods to compare (default: the config's ``generator.model``)."""
+    from pipeline.segmentation.arms import ARMS
+
     cfg = load_config(config, [*(overrides or []), f"data.set={set_name}"])
+    methods = list(dict.fromkeys(synthesis or [cfg.generator.model]))
     ctx = validate_task(cfg, run_id)
-    stages.write_run_manifest(ctx)
-    bank_dir = _record(ctx, "shape bank", shape_bank_task(ctx))
-
-    counts = stages.source_counts(cfg)
-    mask_futs = {src: masks_task.submit(ctx, src, bank_dir, n) for src, n in counts.items()}
-    gen_dir = _record(ctx, "train generator", generator_task(ctx))
-    mask_dirs = [_record(ctx, f"masks ({src})", f.result()) for src, f in mask_futs.items()]
-
-    gen_futs = generate_task.map(ctx, gen_dir, mask_dirs)
-    pair_dirs = [_record(ctx, "generate pairs", f.result()) for f in gen_futs]
-    stages.write_samples(ctx, pair_dirs)
-
+    stages.write_run_manifest(ctx, methods)
     seg = cfg.segmentation
-    combos = [(arm, seed, n) for n in seg.n_real for seed in seg.seeds for arm in seg.arms]
-    arm_futs = [seg_arm_task.submit(ctx, arm, seed, n, pair_dirs) for arm, seed, n in combos]
+    real_arms = [a for a in seg.arms if not ARMS[a].needs_synthetic]
+    synth_arms = [a for a in seg.arms if ARMS[a].needs_synthetic]
+    counts = stages.source_counts(cfg)
+
+    # every synthesis first, then the arms: generator training never shares the cores with an arm
+    pairs: dict[tuple[int, str], list[Path]] = {}
+    quality_inputs = {}
+    for n_real in sorted(seg.n_real) if synth_arms else []:
+        bank_dir = _record(ctx, "shape bank", shape_bank_task(ctx, n_real))
+        mask_futs = {src: masks_task.submit(ctx, src, bank_dir, n, n_real) for src, n in counts.items()}
+        mask_dirs = [_record(ctx, f"masks ({src})", f.result()) for src, f in mask_futs.items()]
+        for method in methods:  # one after another: generator training uses every core
+            mctx = ctx.with_synthesis(method)
+            gen_dir = _record(ctx, f"train generator ({method})", generator_task(mctx, n_real))
+            gen_futs = generate_task.map(mctx, gen_dir, mask_dirs)
+            pairs[n_real, method] = [_record(ctx, f"generate pairs ({method})", f.result()) for f in gen_futs]
+            quality_inputs[method] = (mctx, gen_dir, pairs[n_real, method])  # the last n_real: the largest
+    if pairs:
+        stages.write_samples(ctx, [d for m in methods for d in pairs[max(seg.n_real), m]])
+
+    arm_futs, combos = [], []
+    for n_real in seg.n_real:
+        for seed in seg.seeds:
+            for arm in real_arms:
+                combos.append((arm, None))
+                arm_futs.append(seg_arm_task.submit(ctx, arm, seed, n_real, []))
+            for method in methods if synth_arms else []:
+                for arm in synth_arms:
+                    combos.append((arm, method))
+                    arm_futs.append(seg_arm_task.submit(ctx.with_synthesis(method), arm, seed, n_real,
+                                                        pairs[n_real, method]))
     wait(arm_futs)
-    arm_dirs = [_record(ctx, f"segmentation {a}", f.result()) for (a, _, _), f in zip(combos, arm_futs)]
+    arm_dirs = [_record(ctx, f"segmentation {a}" + (f" ({m})" if m else ""), f.result())
+                for (a, m), f in zip(combos, arm_futs)]
 
     segmenter = stages.reference_segmenter(arm_dirs)
-    if cfg.quality.enabled and segmenter is not None:
-        q_futs = {src: quality_task.submit(ctx, src, gen_dir, p, segmenter) for src, p in zip(counts, pair_dirs)}
-        stages.collect_quality(ctx, {src: _record(ctx, f"quality ({src})", f.result()) for src, f in q_futs.items()})
+    if cfg.quality.enabled and segmenter is not None and quality_inputs:
+        q_dirs = {}
+        for method, (mctx, gen_dir, pair_dirs) in quality_inputs.items():
+            futs = {src: quality_task.submit(mctx, src, gen_dir, p, segmenter) for src, p in zip(counts, pair_dirs)}
+            for src, f in futs.items():
+                name = src if len(methods) == 1 else f"{method}, {src}"
+                q_dirs[name] = _record(ctx, f"quality ({name})", f.result())
+        stages.collect_quality(ctx, q_dirs)
 
     html = report_task(ctx, arm_dirs)
     _publish(ctx, html)
@@ -190,9 +223,11 @@ def synth_pretrain(
     overrides: list[str] | None = None,
     only_changed: bool = False,
     run_id: str | None = None,
+    synthesis: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline for each set. ``sets=None``: the config's data.set; ``["*"]``: every set under
     data/. ``only_changed``: skip sets whose files did not change since their last finished run.
+    ``synthesis``: several synthesis methods compared in one run (``synth-pretrain study``).
     A failing set does not stop the others; the flow fails at the end if any set failed."""
     overrides = list(overrides or [])
     logger = get_run_logger()
@@ -210,7 +245,8 @@ def synth_pretrain(
             results[name] = "unchanged"
             continue
         runner = make_task_runner(cfg)
-        state = process_set.with_options(task_runner=runner)(name, config, overrides, run_id, return_state=True)
+        state = process_set.with_options(task_runner=runner)(name, config, overrides, run_id, synthesis,
+                                                             return_state=True)
         if state.is_completed():
             results[name] = state.result()
             stages.remember_set(cfg)

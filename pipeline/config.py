@@ -119,23 +119,34 @@ class GenerationConfig(Section):
 
 
 class SegmentationConfig(Section):
+    """Segmentation training. Every phase of every arm trains to its validation plateau
+    (pipeline/segmentation/training.py says the rule); the step counts below are caps, not budgets."""
+
     arch: str = "Linknet"  # any segmentation-models-pytorch architecture name
     encoder: str = "resnet18"
     encoder_weights: str | None = None  # None, or a local weights file (never downloaded)
     target: Literal["boundary", "binary"] = "boundary"  # foreground+boundary -> watershed, or binary -> CC
     loss: Literal["dice_bce", "dice_focal"] = "dice_bce"
     image_size: int = Field(128, ge=32)
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    pretrain_steps: int = Field(1500, ge=1)  # on synthetic pairs
-    finetune_steps: int = Field(600, ge=1)  # on real pairs, same for every arm
-    finetune_lr: float = Field(5e-4, gt=0)
-    eval_every: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)  # real samples per step, in every arm
+    lr: float = Field(1e-3, gt=0)  # training from random weights: real_only, pretraining, joint
+    finetune_lr: float = Field(3e-4, gt=0)  # real fine-tuning of pretrained weights (docs/segmentation.md: sweep)
+    max_steps: int = Field(4000, ge=1)  # cap of each real-data phase (real_only, fine-tuning, joint)
+    pretrain_max_steps: int = Field(4000, ge=1)  # cap of the synthetic pretraining phase
+    eval_every: int = Field(100, ge=1)  # the same cadence in every arm and phase
+    patience: int = Field(5, ge=0)  # evaluations without improvement before a drop / the stop; 0 = run to the cap
+    min_delta: float = Field(0.005, ge=0.0)  # an improvement is at least this much validation F1
+    min_steps: int = Field(500, ge=0)  # never stop before this (F1 sits at 0 while a model starts)
+    lr_drops: int = Field(1, ge=0)  # plateaus met by lowering the learning rate before stopping
+    lr_drop_factor: float = Field(0.2, gt=0.0, le=1.0)
+    warmup_steps: int = Field(50, ge=0)
+    # joint arm: real samples per batch stay `batch_size`; synthetic ones come on top so that real
+    # ones make up this fraction of each batch (0.5: as many synthetic as real)
+    joint_real_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    joint_finetune: bool = False  # follow the joint phase with a real-only fine-tuning phase
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     n_real: list[int] = Field(default_factory=lambda: [100])  # real training pairs per study point
-    arms: list[Literal["baseline", "long_baseline", "pretrained", "mixed"]] = Field(
-        default_factory=lambda: ["baseline", "long_baseline", "pretrained"]
-    )
+    arms: list[str] = Field(default_factory=lambda: ["real_only", "pretrained", "joint"])
     amp: bool = True
     # NHWC tensors for training and inference: on the 2-core CPU training steps took 7-10 % and
     # whole-image inference 7-21 % less time (bench/stages.py, RESULTS section 10); float rounding only
@@ -145,14 +156,34 @@ class SegmentationConfig(Section):
     foreground_crops: float = Field(0.0, ge=0.0, le=1.0)
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _check_arms(self) -> SegmentationConfig:
+        from .segmentation.arms import ARMS  # light module: the registry imports nothing heavy
+
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad:
+            raise ValueError(f"segmentation.arms: unknown arm(s) {bad}; known: {sorted(ARMS)}")
+        if not self.arms:
+            raise ValueError("segmentation.arms: at least one arm")
+        return self
+
 
 class EvaluationConfig(Section):
     iou_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     # predicted objects smaller than this (px) are dropped; "auto" = a quarter of the 5th percentile
     # of the training objects' areas (at least 8): noise fragments go, real small objects stay
     min_object_area: int | Literal["auto"] = "auto"
-    fg_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    fg_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # used during training's validation
     boundary_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # Post-processing is tuned per arm and seed on the validation images (then frozen for the test
+    # images, predict and export): every combination of these grids, best validation F1 wins.
+    tune_postprocess: bool = True
+    fg_grid: list[float] = Field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
+    boundary_grid: list[float] = Field(default_factory=lambda: [0.3, 0.5, 0.7])
+    min_area_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # x min_object_area
+    # the verdict's interval: bootstrap over test images (and seeds) of the paired F1 difference
+    bootstrap: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
 class QualityConfig(Section):

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .data.labeled_set import SetReport, load_pairs, make_splits, require_valid
+from .data.labeled_set import SetReport, load_pairs, require_valid
+from .data.splits import splits_for
 from .data.sets import resolve_set_dir, set_content_hash
 from .io import read_json, write_json, write_text
 
@@ -82,11 +83,26 @@ class SetContext:
     def pairs(self, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
         return self.report_pairs(self.splits[split])
 
-    def real_train_stems(self, n_real: int) -> list[str]:
-        """The first n_real of a fixed shuffle of the train split: every arm and seed sees the same."""
+    def real_train_stems(self, n_real: int | None = None) -> list[str]:
+        """The first n_real of a fixed shuffle of the train split: every arm and seed sees the same,
+        and so do the shape bank, the masks and the generator made for that n_real (None: all)."""
         train = self.splits["train"]
         order = np.random.default_rng(self.cfg.data.split_seed).permutation(len(train))
-        return sorted(train[i] for i in order[: min(n_real, len(train))])
+        n = len(train) if n_real is None else min(n_real, len(train))
+        return sorted(train[i] for i in order[:n])
+
+    def real_train_pairs(self, n_real: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self.report_pairs(self.real_train_stems(n_real))
+
+    def with_synthesis(self, method: str) -> SetContext:
+        """The same set and run with ``generator.model = method`` (one synthesis method of a study)."""
+        from dataclasses import replace
+
+        if method == self.cfg.generator.model:
+            return self
+        cfg = self.cfg.model_copy(deep=True)
+        cfg.generator.model = method
+        return replace(self, cfg=cfg)
 
 
 def is_done(d: Path) -> bool:
@@ -101,33 +117,21 @@ def done_info(d: Path) -> dict:
     return read_json(d / DONE)
 
 
-def read_test_list(path: str | None) -> list[str] | None:
-    if not path:
-        return None
-    from .config import CONFIG_DIR
-    from .data.images import InputError
-
-    p = Path(path)
-    if not p.is_file() and (CONFIG_DIR / path).is_file():
-        p = CONFIG_DIR / path
-    if not p.is_file():
-        raise InputError(f"{path}: data.test_list file not found")
-    return [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
-
-
 def new_run_id(cfg: Config) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.name}"
 
 
-def prepare(cfg: Config, run_id: str | None = None) -> SetContext:
-    """Resolve and validate the set, fix the splits, create the run folder with the resolved config."""
+def prepare(cfg: Config, run_id: str | None = None, run_dir: Path | None = None) -> SetContext:
+    """Resolve and validate the set, fix the splits, create the run folder with the resolved config.
+
+    ``run_dir``: a folder of the caller's choosing (per-stage commands' ``--out``) instead of
+    ``runs/<set>/<run-id>``; stage folders then live under ``run_dir/stages``."""
     set_dir = resolve_set_dir(cfg)
     report = require_valid(set_dir, cfg.data.max_image_pixels, cfg.data.max_instances)
-    d = cfg.data
-    splits = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test or read_test_list(d.test_list))
+    splits = splits_for(report, cfg.data)
     name = set_dir.name if cfg.data.set != "demo" else "demo"
-    root = Path(cfg.runtime.runs_dir) / name
-    run_dir = root / (run_id or new_run_id(cfg))
+    root = Path(cfg.runtime.runs_dir) / name if run_dir is None else Path(run_dir)
+    run_dir = root / (run_id or new_run_id(cfg)) if run_dir is None else Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", cfg.to_yaml())
     write_json(run_dir / "splits.json", splits)
@@ -192,19 +196,21 @@ def _section(cfg_section, drop: tuple[str, ...] = ()) -> dict:
     return {k: v for k, v in cfg_section.model_dump(mode="json").items() if k not in drop}
 
 
-def shape_bank_key(ctx: SetContext) -> str:
-    return make_key("shape_bank", ctx.set_hash, ctx.splits["train"], _section(ctx.cfg.shape_bank), code_hash("masks/shape_bank.py"))
+def shape_bank_key(ctx: SetContext, n_real: int | None = None) -> str:
+    return make_key("shape_bank", ctx.set_hash, ctx.real_train_stems(n_real), _section(ctx.cfg.shape_bank),
+                    code_hash("masks/shape_bank.py"))
 
 
-def stage_shape_bank(ctx: SetContext) -> tuple[Path, float, bool]:
+def stage_shape_bank(ctx: SetContext, n_real: int | None = None) -> tuple[Path, float, bool]:
+    """Shapes of the n_real training masks the arms see (an n_real sweep leaks no extra real pairs)."""
     from .masks.shape_bank import build_shape_bank
 
     def compute(d: Path) -> None:
-        pairs = ctx.pairs("train")
-        bank = build_shape_bank([m for _, m in pairs], ctx.cfg.shape_bank, image_ids=ctx.splits["train"])
+        stems = ctx.real_train_stems(n_real)
+        bank = build_shape_bank([m for _, m in ctx.report_pairs(stems)], ctx.cfg.shape_bank, image_ids=stems)
         bank.save(d)
 
-    return _timed(ctx.stage_dir("shape_bank", shape_bank_key(ctx)), compute)
+    return _timed(ctx.stage_dir("shape_bank", shape_bank_key(ctx, n_real)), compute)
 
 
 def source_counts(cfg: Config) -> dict[str, int]:
@@ -235,23 +241,25 @@ def stage_placement_masks(ctx: SetContext, bank_dir: Path, count: int) -> tuple[
     return _timed(ctx.stage_dir("masks_placement", placement_key(ctx, bank_dir, count)), compute, count=count)
 
 
-def generator_key(ctx: SetContext) -> str:
+def generator_key(ctx: SetContext, n_real: int | None = None) -> str:
     g = _section(ctx.cfg.generator, drop=("checkpoint_every", "sample_every"))
-    return make_key("generator", ctx.set_hash, ctx.splits["train"], g, code_hash("generators"))
+    return make_key("generator", ctx.set_hash, ctx.real_train_stems(n_real), g, code_hash("generators"))
 
 
-def stage_train_generator(ctx: SetContext) -> tuple[Path, float, bool]:
+def stage_train_generator(ctx: SetContext, n_real: int | None = None) -> tuple[Path, float, bool]:
+    """The generator (or copy-paste bank) of ``ctx.cfg.generator.model``, from the n_real training pairs."""
     from .generators.training_loop import train_generator
 
     def compute(d: Path) -> None:
+        pairs = ctx.real_train_pairs(n_real)
         if ctx.cfg.generator.model == "copypaste":
             from .generators.copypaste import build_copypaste_bank
 
-            build_copypaste_bank(ctx.pairs("train"), d, ctx.cfg.shape_bank.min_area)
+            build_copypaste_bank(pairs, d, ctx.cfg.shape_bank.min_area)
         else:
-            train_generator(ctx.cfg, ctx.pairs("train"), d, progress=ctx.cfg.runtime.progress)
+            train_generator(ctx.cfg, pairs, d, progress=ctx.cfg.runtime.progress)
 
-    return _timed(ctx.stage_dir("generator", generator_key(ctx)), compute)
+    return _timed(ctx.stage_dir("generator", generator_key(ctx, n_real)), compute)
 
 
 def generation_key(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> str:
@@ -276,49 +284,62 @@ def stage_generate(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> tupl
     return _timed(ctx.stage_dir("synthetic", generation_key(ctx, generator_dir, mask_dir)), compute)
 
 
-SEG_SHARED = ("seeds", "n_real", "arms", "eval_every")
+SEG_SHARED = ("seeds", "n_real", "arms")
+# the modules whose code decides an arm's result (not the CLI, the verdict or the report)
+SEG_ARM_CODE = ("segmentation/arms.py", "segmentation/training.py", "segmentation/dataset.py",
+                "segmentation/postprocess.py", "segmentation/targets.py", "segmentation/models.py",
+                "evaluation/metrics.py", "evaluation/matching.py", "data/store.py", "device.py")
 
 
 def seg_arm_key(ctx: SetContext, arm: str, seed: int, n_real: int, pair_dirs: list[Path]) -> str:
+    from .segmentation.arms import ARMS
+
     seg = _section(ctx.cfg.segmentation, drop=SEG_SHARED)
-    synth = sorted(p.name for p in pair_dirs) if arm in ("pretrained", "mixed") else []
+    synthetic = ARMS[arm].needs_synthetic
+    synth = [ctx.cfg.generator.model, sorted(p.name for p in pair_dirs)] if synthetic else []
     return make_key(
         "seg", arm, seed, n_real, ctx.set_hash, ctx.splits, seg, _section(ctx.cfg.evaluation), synth,
-        code_hash("segmentation", "evaluation"),
+        code_hash(*SEG_ARM_CODE),
     )
 
 
 def stage_seg_arm(ctx: SetContext, arm: str, seed: int, n_real: int, pair_dirs: list[Path]) -> tuple[Path, float, bool]:
-    """Train one arm for one seed and evaluate it on the test split (see docs for the protocol)."""
-    from .segmentation.arms import run_arm
+    """Train one arm for one seed to its plateau, tune its post-processing on the validation images
+    and evaluate it on the test split (pipeline/segmentation/arms.py). Synthetic arms use the pairs of
+    ``ctx.cfg.generator.model``."""
+    from .segmentation.arms import ARMS, run_arm
+
+    synthesis = ctx.cfg.generator.model if ARMS[arm].needs_synthetic else None
 
     def compute(d: Path) -> None:
-        run_arm(ctx, arm, seed, n_real, pair_dirs, d)
+        run_arm(ctx, arm, seed, n_real, pair_dirs, d, synthesis=synthesis)
 
     key = seg_arm_key(ctx, arm, seed, n_real, pair_dirs)
     return _timed(ctx.stage_dir(f"seg_{arm}", key), compute, arm=arm, seed=seed, n_real=n_real)
 
 
-def stage_segmodel_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool]:
-    """Masks predicted by a segmentation model trained on the real pairs (unlabeled images if the set
-    has them, else the train images with their labels ignored)."""
+def stage_segmodel_masks(ctx: SetContext, count: int, n_real: int | None = None) -> tuple[Path, float, bool]:
+    """Masks predicted by a segmentation model trained (to its plateau) on the n_real real pairs
+    (on unlabeled images if the set has them, else on those train images with their labels ignored)."""
     from .segmentation.segmodel_masks import write_segmodel_masks
     from .segmentation.training import train_segmentation
 
     report = ctx.report()
-    sources = [str(p) for p in report.unlabeled] or ctx.splits["train"]
+    stems = ctx.real_train_stems(n_real)
+    sources = [str(p) for p in report.unlabeled] or stems
     m = _section(ctx.cfg.masks, drop=("count", "sources", "workers", "progan_steps"))
-    key = make_key("segmodel", ctx.set_hash, ctx.splits, m, _section(ctx.cfg.segmentation, drop=SEG_SHARED), count,
+    key = make_key("segmodel", ctx.set_hash, ctx.splits, stems, m, _section(ctx.cfg.segmentation, drop=SEG_SHARED), count,
                    code_hash("segmentation", "evaluation"))
 
     def compute(d: Path) -> None:
         from .data.labeled_set import load_unlabeled
 
         seg = ctx.cfg.segmentation
-        ckpt = train_segmentation(ctx.cfg, ctx.pairs("train"), ctx.pairs("val"), d / "model",
-                                  steps=seg.finetune_steps, lr=seg.lr, seed=ctx.cfg.masks.seed,
+        train = ctx.report_pairs(stems)
+        ckpt = train_segmentation(ctx.cfg, train, ctx.pairs("val"), d / "model",
+                                  steps=seg.max_steps, lr=seg.lr, seed=ctx.cfg.masks.seed,
                                   progress=ctx.cfg.runtime.progress)
-        images = [load_unlabeled(report, p) for p in report.unlabeled] or [i for i, _ in ctx.pairs("train")]
+        images = [load_unlabeled(report, p) for p in report.unlabeled] or [i for i, _ in train]
         write_segmodel_masks(ckpt, images, d / "masks", ctx.cfg, count=count, seed=ctx.cfg.masks.seed,
                              origins=[str(s) for s in sources])
 
@@ -326,17 +347,18 @@ def stage_segmodel_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool
     return path / "masks", secs, cached
 
 
-def stage_progan_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool]:
-    """Masks drawn by a ProgressiveGAN trained on the training masks (optional source)."""
+def stage_progan_masks(ctx: SetContext, count: int, n_real: int | None = None) -> tuple[Path, float, bool]:
+    """Masks drawn by a ProgressiveGAN trained on the n_real training masks (optional source)."""
     from .masks.progan import write_progan_masks
 
+    stems = ctx.real_train_stems(n_real)
     m = _section(ctx.cfg.masks, drop=("count", "sources", "workers", "segmodel_min_score"))
-    key = make_key("progan", ctx.set_hash, ctx.splits["train"], m, ctx.cfg.shape_bank.min_area, count,
+    key = make_key("progan", ctx.set_hash, stems, m, ctx.cfg.shape_bank.min_area, count,
                    code_hash("masks/progan.py", "segmentation/postprocess.py"))
 
     def compute(d: Path) -> None:
         c = ctx.cfg.masks
-        write_progan_masks([mk for _, mk in ctx.pairs("train")], d / "model", d / "masks", c.size, count,
+        write_progan_masks([mk for _, mk in ctx.report_pairs(stems)], d / "model", d / "masks", c.size, count,
                            c.progan_steps, c.seed, ctx.cfg.shape_bank.min_area, progress=ctx.cfg.runtime.progress)
 
     path, secs, cached = _timed(ctx.stage_dir("masks_progan", key), compute, count=count)
@@ -344,15 +366,16 @@ def stage_progan_masks(ctx: SetContext, count: int) -> tuple[Path, float, bool]:
 
 
 def reference_segmenter(arm_dirs: list[Path]) -> Path | None:
-    """Best checkpoint of the longest-trained real-only arm at its lowest seed (long baseline,
-    else baseline): the 'segmenter trained on real pairs' that mask fidelity needs."""
+    """Best checkpoint of the real-only arm at its lowest seed and largest n_real: the 'segmenter
+    trained on real pairs' that mask fidelity needs."""
+    from .segmentation.arms import REFERENCE_ARM
+
     rows = [(read_json(d / "metrics.json"), d) for d in arm_dirs if (d / "metrics.json").is_file()]
-    for arm in ("long_baseline", "baseline"):
-        mine = [(m, d) for m, d in rows if m.get("arm") == arm]
-        if mine:
-            _, d = min(mine, key=lambda r: (r[0]["seed"], -r[0]["n_real"]))
-            return d / "train" / "best.pt"
-    return None
+    mine = [(m, d) for m, d in rows if m.get("arm") == REFERENCE_ARM]
+    if not mine:
+        return None
+    m, _ = min(mine, key=lambda r: (r[0]["seed"], -r[0]["n_real"]))
+    return Path(m["checkpoint"])
 
 
 def stage_quality(ctx: SetContext, generator_dir: Path, pair_dir: Path, segmenter: Path) -> tuple[Path, float, bool]:
@@ -394,13 +417,13 @@ def collect_quality(ctx: SetContext, quality_dirs: dict[str, Path]) -> None:
         write_json(ctx.run_dir / "quality.json", merged)
 
 
-def write_run_manifest(ctx: SetContext) -> None:
+def write_run_manifest(ctx: SetContext, synthesis: list[str] | None = None) -> None:
     import pipeline
 
     write_json(
         ctx.run_dir / "run.json",
         {"run_id": ctx.run_dir.name, "set": ctx.set_name, "config": ctx.cfg.name, "version": pipeline.__version__,
-         "code": code_hash("."), "started": time.time()},
+         "synthesis": synthesis or [ctx.cfg.generator.model], "code": code_hash("."), "started": time.time()},
     )
     if (ctx.run_dir / "stages.json").is_file():
         (ctx.run_dir / "stages.json").unlink()
@@ -438,20 +461,29 @@ def write_samples(ctx: SetContext, pair_dirs: list[Path], n: int = 8) -> None:
 
 
 def collect_results(ctx: SetContext, arm_dirs: list[Path]) -> None:
-    """results.csv (one row per arm x seed x n_real), sizes.npz and overlays for the report."""
+    """results.csv: the verdict rows first (one per synthetic arm x n_real, then label efficiency),
+    then one row per arm x seed x n_real; verdict.json for the report; sizes.npz and overlays."""
     import pandas as pd
 
-    from .io import write_npz
+    from .evaluation.verdict import efficiency_sentence, verdicts
+    from .io import atomic_path, write_npz
     from .report.plots import overlay_pairs
 
-    rows = [read_json(d / "metrics.json") for d in arm_dirs]
-    frame = pd.DataFrame(rows)
-    from .io import atomic_path
-
+    rows = [{**read_json(d / "metrics.json"), "row_id": i} for i, d in enumerate(arm_dirs)]
+    seeds = pd.DataFrame(rows)
+    per_image = {i: pd.read_csv(d / "per_image.csv") for i, d in enumerate(arm_dirs)}
+    ev = ctx.cfg.evaluation
+    found, efficiency = verdicts(seeds, per_image, ev.bootstrap, ev.confidence)
+    verdict_rows = [{"row": "verdict", **c.as_row()} for c in found]
+    verdict_rows += [{"row": "label_efficiency", **c.as_row(), "sentence": efficiency_sentence(c)} for c in efficiency]
+    write_json(ctx.run_dir / "verdict.json", {"verdicts": verdict_rows, "confidence": ev.confidence,
+                                              "bootstrap": ev.bootstrap, "iou_threshold": ev.iou_threshold})
+    frame = pd.concat([pd.DataFrame(verdict_rows), seeds.drop(columns="row_id").assign(row="seed")], ignore_index=True)
+    frame = frame[["row", *[c for c in frame.columns if c != "row"]]]
     with atomic_path(ctx.run_dir / "results.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    seed0 = min(r["seed"] for r in rows)
-    n0 = max(r["n_real"] for r in rows)  # pairs actually used (a small set may have fewer than asked)
+    seed0 = int(seeds["seed"].min())
+    n0 = int(seeds["n_real"].max())  # pairs actually used (a small set may have fewer than asked)
     sizes: dict[str, np.ndarray] = {}
     preds: dict[str, Path] = {}
     for d, r in zip(arm_dirs, rows):
@@ -461,6 +493,7 @@ def collect_results(ctx: SetContext, arm_dirs: list[Path]) -> None:
                 sizes["ground_truth"] = z["gt"]
             preds[r["arm"]] = d
     write_npz(ctx.run_dir / "sizes.npz", **sizes)
-    shown = "pretrained" if "pretrained" in preds else next(iter(preds), None)
+    best = max(found, key=lambda c: c.delta_f1).arm if found else None
+    shown = best if best in preds else next((a for a in preds if a != "real_only"), next(iter(preds), None))
     if shown:
-        overlay_pairs(ctx, preds[shown], shown, preds.get("baseline"), ctx.run_dir / "overlays")
+        overlay_pairs(ctx, preds[shown], shown, preds.get("real_only"), ctx.run_dir / "overlays")

@@ -1,10 +1,11 @@
 """Which checkpoint (and which post-processing settings) a MODEL argument means.
 
 MODEL is either a segmentation checkpoint (``best.pt``) or a run folder ``runs/<set>/<run-id>/``.
-For a run folder the default is the *pretrained* arm's fine-tuned checkpoint (``best.pt``: the step
-with the best validation object F1) of the lowest seed (0 by default) at the largest ``n_real``.
-The post-processing settings (thresholds, the resolved ``min_object_area``) are the ones the run
-evaluated with, so predictions match the run's test numbers.
+For a run folder the default arm is ``best``: the arm with the highest mean *validation* F1 at the
+largest ``n_real`` (the test images never choose), its checkpoint of the lowest seed (``best.pt`` of
+its last phase: the step with the best validation object F1). The post-processing settings
+(thresholds and ``min_object_area``, tuned per arm and seed on the validation images) are the ones
+the run evaluated with, so predictions match the run's test numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..data.images import InputError
 from ..io import read_json
 from ..segmentation.postprocess import FALLBACK_MIN_AREA
 
-ARMS = ("pretrained", "baseline", "long_baseline", "mixed")
+BEST = "best"
 
 
 @dataclass
@@ -50,6 +51,8 @@ def _arm_rows(run_dir: Path) -> pd.DataFrame:
     """One row per trained arm x seed x n_real of a run: arm, seed, n_real, checkpoint, min_object_area."""
     if (run_dir / "results.csv").is_file():
         frame = pd.read_csv(run_dir / "results.csv")
+        if "row" in frame.columns:
+            frame = frame[frame["row"] == "seed"].copy()
         frame["checkpoint"] = [str(_stage_path(run_dir, c)) for c in frame["checkpoint"]]
         return frame
     # a run without results.csv (unfinished, or a study run that only records splits): the arm
@@ -71,7 +74,15 @@ def pick_from_run(run_dir: Path, arm: str, seed: int | None) -> tuple[Path, dict
     rows = _arm_rows(run_dir)
     if rows.empty or "arm" not in rows:
         raise InputError(f"{run_dir}: no trained segmentation arms found (no results.csv, no seg_* stage folders)")
+    if arm == BEST:
+        top = rows[rows["n_real"] == rows["n_real"].max()]
+        score = "val_f1" if "val_f1" in top and top["val_f1"].notna().any() else "f1"
+        arm = str(top.groupby("arm")[score].mean().idxmax())
     mine = rows[rows["arm"] == arm]
+    if mine.empty and ":" not in arm:  # 'pretrained' when the run used a single synthesis method
+        mine = rows[rows["arm"].astype(str).str.split(":").str[0] == arm]
+        if mine["arm"].nunique() > 1:
+            raise InputError(f"{run_dir}: several '{arm}' arms ({', '.join(sorted(set(mine['arm'])))}); name one")
     if mine.empty:
         raise InputError(f"{run_dir}: no '{arm}' arm in this run; it has: {', '.join(sorted(set(rows['arm'])))}")
     mine = mine[mine["n_real"] == mine["n_real"].max()]
@@ -102,28 +113,33 @@ def _metrics_beside(checkpoint: Path) -> dict | None:
 
 def resolve_model(
     model: Path,
-    arm: str = "pretrained",
+    arm: str = BEST,
     seed: int | None = None,
     config: str | Path = "default",
     min_area: int | None = None,
 ) -> ModelSource:
     """Checkpoint + post-processing for MODEL (a checkpoint file or a run folder)."""
     model = Path(model)
-    if arm not in ARMS:
-        raise InputError(f"--arm {arm}: expected one of {', '.join(ARMS)}")
+    from ..segmentation.arms import ARMS
+
+    if arm != BEST and arm.split(":")[0] not in ARMS:
+        raise InputError(f"--arm {arm}: expected best or one of {', '.join(ARMS)} (optionally arm:method)")
+    tuned: dict = {}
     if model.is_dir():
         if not (model / "config.yaml").is_file():
             raise InputError(f"{model}: not a run folder (no config.yaml) and not a checkpoint file")
         cfg: Config = load_config(model / "config.yaml")
         ckpt, row = pick_from_run(model, arm, seed)
         found_area, origin = row.get("min_object_area"), f"run {model.name}"
-        description = {"run": str(model), "arm": arm, "seed": int(row["seed"]), "n_real": int(row["n_real"])}
+        tuned = row
+        description = {"run": str(model), "arm": row["arm"], "seed": int(row["seed"]), "n_real": int(row["n_real"])}
     elif model.is_file():
         cfg = load_config(config)
         ckpt = model
         beside = _metrics_beside(model)
         found_area = beside.get("min_object_area") if beside else None
         origin = f"{model.parent.parent.name}/metrics.json" if beside else None
+        tuned = beside or {}
         description = {"arm": beside.get("arm"), "seed": beside.get("seed")} if beside else {}
     else:
         raise InputError(f"{model}: no such checkpoint file or run folder")
@@ -136,10 +152,14 @@ def resolve_model(
         area, origin = int(ev.min_object_area), "config evaluation.min_object_area"
     else:
         area, origin = FALLBACK_MIN_AREA, "fallback (no training masks known; pass --min-area)"
+    def setting(name: str) -> float:
+        value = tuned.get(name)
+        return float(value) if value is not None and not pd.isna(value) else float(getattr(ev, name))
+
     return ModelSource(
         checkpoint=ckpt,
-        fg_threshold=ev.fg_threshold,
-        boundary_threshold=ev.boundary_threshold,
+        fg_threshold=setting("fg_threshold"),
+        boundary_threshold=setting("boundary_threshold"),
         min_object_area=area,
         min_area_origin=origin,
         amp=cfg.segmentation.amp,

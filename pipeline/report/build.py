@@ -4,7 +4,9 @@ It reads only files of a run folder, so it can be rebuilt at any time with
 ``synth-pretrain report RUN_DIR``:
 
 * ``config.yaml``, ``set.json``, ``splits.json``, ``stages.json`` (written by the stages);
-* ``results.csv``: one row per (arm, seed, n_real) with the object-level test metrics;
+* ``results.csv``: the verdict rows first (``row`` = verdict / label_efficiency), then one row per
+  (arm, seed, n_real) with the object-level test metrics (``row`` = seed);
+* ``verdict.json``: the same verdicts with their sentences (pipeline/evaluation/verdict.py);
 * optional ``quality.json`` (synthetic-data quality), ``samples.png`` (synthetic sample grid),
   ``mask_stats.png``, ``sizes.npz`` (equivalent diameters per arm and of the ground truth) and
   ``overlays/*.png`` (best and worst test images).
@@ -27,13 +29,22 @@ from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from ..io import read_json, write_text  # noqa: E402
 
-ARM_LABELS = {
-    "baseline": "real only",
-    "long_baseline": "real only, long (same total steps)",
-    "pretrained": "synthetic pretrain + real fine-tune",
-    "mixed": "real + synthetic mixed",
-    "copypaste": "copy-paste pretrain + real fine-tune",
-}
+def arm_label(arm: str) -> str:
+    """Readable arm name: ``pretrained:spade`` -> 'spade pairs: synthetic pretraining, then real fine-tuning'."""
+    from ..segmentation.arms import ARMS
+
+    base, _, method = str(arm).partition(":")
+    label = ARMS[base].label if base in ARMS else base
+    return f"{method} pairs: {label}" if method else label
+
+
+def split_results(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(verdict rows, per-seed rows) of a results.csv (files without a ``row`` column: all per-seed)."""
+    if "row" not in results.columns:
+        return results.iloc[0:0], results
+    return results[results.row != "seed"].reset_index(drop=True), results[results.row == "seed"].reset_index(drop=True)
+
+
 METRICS = ["f1", "precision", "recall", "mean_matched_iou", "pixel_iou", "count_rel_error", "size_wasserstein"]
 
 
@@ -48,15 +59,15 @@ def _file_png(path: Path) -> str | None:
     return base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
 
 
-def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (n_real, arm), plus the paired F1 difference to the baseline."""
+def summarize(results: pd.DataFrame, reference: str = "real_only") -> pd.DataFrame:
+    """Mean and std over seeds per (n_real, arm), plus the paired F1 difference to ``reference``."""
     cols = [m for m in METRICS if m in results.columns]
     g = results.groupby(["n_real", "arm"], sort=False)[cols]
     out = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("seeds"))
     out = out.reset_index()
     diffs = []
     for _, row in out.iterrows():
-        base = results[(results.arm == "baseline") & (results.n_real == row.n_real)].set_index("seed")["f1"]
+        base = results[(results.arm == reference) & (results.n_real == row.n_real)].set_index("seed")["f1"]
         arm = results[(results.arm == row.arm) & (results.n_real == row.n_real)].set_index("seed")["f1"]
         d = (arm - base).dropna()
         diffs.append(
@@ -132,7 +143,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     stages = read_json(run_dir / "stages.json") if (run_dir / "stages.json").is_file() else []
     quality = read_json(run_dir / "quality.json") if (run_dir / "quality.json").is_file() else {}
     quality = {k: v for k, v in quality.items() if k != "details"}
-    results = pd.read_csv(run_dir / "results.csv")
+    verdict_rows, results = split_results(pd.read_csv(run_dir / "results.csv"))
     summary = summarize(results)
     sizes = {}
     if (run_dir / "sizes.npz").is_file():
@@ -145,18 +156,19 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
             {
                 "n_real": int(r.n_real),
                 "arm": r.arm,
-                "label": ARM_LABELS.get(r.arm, r.arm),
+                "label": arm_label(r.arm),
                 "seeds": int(r.seeds),
                 "f1": _pm(r.f1_mean, r.f1_std),
                 "precision": _pm(r.precision_mean, r.precision_std),
                 "recall": _pm(r.recall_mean, r.recall_std),
                 "iou": _pm(r.get("mean_matched_iou_mean", np.nan), r.get("mean_matched_iou_std", np.nan)),
                 "count": _pm(r.get("count_rel_error_mean", np.nan), r.get("count_rel_error_std", np.nan)),
-                "diff": "" if r.arm == "baseline" else _pm(r.f1_diff_mean, r.f1_diff_std),
-                "above": "" if r.arm == "baseline" else f"{r.seeds_above_baseline}/{int(r.seeds)}",
+                "diff": "" if r.arm == "real_only" else _pm(r.f1_diff_mean, r.f1_diff_std),
+                "above": "" if r.arm == "real_only" else f"{r.seeds_above_baseline}/{int(r.seeds)}",
             }
         )
-    verdict = _verdict(summary)
+    verdicts = verdict_rows[verdict_rows.row == "verdict"].to_dict("records") if len(verdict_rows) else []
+    efficiency = verdict_rows[verdict_rows.row == "label_efficiency"].to_dict("records") if len(verdict_rows) else []
     overlays = sorted((run_dir / "overlays").glob("*.png")) if (run_dir / "overlays").is_dir() else []
     env = Environment(loader=PackageLoader("pipeline.report", "templates"), autoescape=select_autoescape(["html"]))
     context = {
@@ -164,7 +176,11 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "set": set_info,
         "config_yaml": yaml.safe_dump(cfg, sort_keys=False),
         "rows": rows,
-        "verdict": verdict,
+        "verdicts": verdicts,
+        "efficiency": efficiency,
+        "plateau": _plateau_rows(results),
+        "curves_plot": _curves_plot(run_dir, results),
+        "efficiency_plot": _efficiency_plot(results),
         "per_seed": results.round(4).to_dict("records"),
         "per_seed_columns": list(results.round(4).columns),
         "quality": quality,
@@ -183,39 +199,85 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     return html_path, md_path
 
 
-def _verdict(summary: pd.DataFrame) -> str:
-    pre = summary[summary.arm == "pretrained"]
-    if pre.empty:
-        return "No synthetic-pretraining arm in this run."
-    parts = []
-    for _, r in pre.iterrows():
-        if pd.isna(r.f1_diff_mean):
-            continue
-        direction = "higher" if r.f1_diff_mean > 0 else "lower"
-        parts.append(
-            f"With {int(r.n_real)} real training pairs, synthetic pretraining gave an object F1 "
-            f"{abs(r.f1_diff_mean) * 100:.1f} points {direction} than the real-only baseline "
-            f"(mean of {int(r.seeds)} seeds; above the baseline in {r.seeds_above_baseline} of {int(r.seeds)})."
-        )
-        long = summary[(summary.arm == "long_baseline") & (summary.n_real == r.n_real)]
-        if not long.empty:
-            d = (r.f1_mean - long.iloc[0].f1_mean) * 100
-            parts.append(
-                f"Against the long baseline (real data only, same total steps) the difference is {d:+.1f} points."
-            )
-    return " ".join(parts) or "Not enough seeds to compare."
+def _plateau_rows(results: pd.DataFrame) -> list[dict]:
+    """Per arm and n_real: steps each phase ran (median and range over seeds) and how it stopped."""
+    rows = []
+    for (n, arm), g in results.groupby(["n_real", "arm"], sort=False):
+        phases = [c[: -len("_steps")] for c in g.columns if c.endswith("_steps") and g[c].notna().any()
+                  and f"{c[: -len('_steps')]}_stop" in g.columns]
+        parts = []
+        for ph in phases:
+            steps, stops = g[f"{ph}_steps"].dropna().astype(int), g[f"{ph}_stop"].dropna()
+            if steps.empty:
+                continue
+            caps = int((stops == "cap").sum())
+            parts.append(f"{ph}: {int(steps.median())} steps ({steps.min()}–{steps.max()}), "
+                         + ("all on patience" if caps == 0 else f"<b>{caps} of {len(stops)} at the cap</b>"))
+        rows.append({"n_real": int(n), "arm": arm, "phases": "; ".join(parts),
+                     "minutes": f"{g['arm_seconds'].median() / 60:.1f}" if "arm_seconds" in g else ""})
+    return rows
+
+
+def _curves_plot(run_dir: Path, results: pd.DataFrame) -> str | None:
+    """Validation F1 against step for every arm and seed (largest n_real), phases one after another,
+    each phase's stopping point marked: people look at these before they believe a number."""
+    from ..export.model_source import _stage_path
+
+    if "checkpoint" not in results:
+        return None
+    top = results[results.n_real == results.n_real.max()]
+    arms = list(dict.fromkeys(top.arm))
+    fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.4), sharey=True, squeeze=False)
+    drawn = False
+    for ax, arm in zip(axes[0], arms):
+        for _, r in top[top.arm == arm].iterrows():
+            arm_dir = _stage_path(run_dir, str(r.checkpoint)).parent.parent
+            offset = 0
+            for phase in ("pretrain", "train", "joint", "finetune"):
+                log = arm_dir / phase / "log.csv"
+                if not log.is_file():
+                    continue
+                frame = pd.read_csv(log)
+                line, = ax.plot(frame.step + offset, frame.val_f1 * 100, lw=1.2, color=f"C{int(r.seed) % 10}",
+                                ls="--" if phase == "pretrain" else "-")
+                ax.axvline(offset + frame.step.iloc[-1], color=line.get_color(), lw=0.5, alpha=0.4)
+                offset += int(frame.step.iloc[-1])
+                drawn = True
+        ax.set_title(arm, fontsize=9)
+        ax.set_xlabel("step (phases in order; dashed: synthetic pretraining)", fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation object F1 (%)")
+    fig.suptitle("training curves, colour = seed, thin vertical line = where a phase stopped", fontsize=9)
+    return _png(fig) if drawn else (plt.close(fig) or None)
+
+
+def _efficiency_plot(results: pd.DataFrame) -> str | None:
+    """Test F1 against the number of real pairs per arm (dots: seeds), when more than one ran."""
+    if results.n_real.nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, arm in enumerate(dict.fromkeys(results.arm)):
+        g = results[results.arm == arm]
+        mean = g.groupby("n_real").f1.mean() * 100
+        ax.plot(mean.index, mean.values, "-o", color=f"C{i}", label=arm)
+        ax.scatter(g.n_real, g.f1 * 100, color=f"C{i}", s=10, alpha=0.5)
+    ax.set_xlabel("real training pairs")
+    ax.set_ylabel("test object F1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
 
 
 def results_markdown_table(results: pd.DataFrame) -> str:
     """The summary table as Markdown (used by the report, the flow's artifact and docs)."""
-    s = summarize(results)
+    s = summarize(split_results(results)[1])
     lines = [
-        "| real pairs | arm | seeds | F1@0.5 (%) | precision (%) | recall (%) | ΔF1 vs baseline | seeds above |",
+        "| real pairs | arm | seeds | F1@0.5 (%) | precision (%) | recall (%) | ΔF1 vs real_only | seeds above |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in s.iterrows():
-        diff = "" if r.arm == "baseline" else _pm(r.f1_diff_mean, r.f1_diff_std)
-        above = "" if r.arm == "baseline" else f"{r.seeds_above_baseline}/{int(r.seeds)}"
+        diff = "" if r.arm == "real_only" else _pm(r.f1_diff_mean, r.f1_diff_std)
+        above = "" if r.arm == "real_only" else f"{r.seeds_above_baseline}/{int(r.seeds)}"
         lines.append(
             f"| {int(r.n_real)} | {r.arm} | {int(r.seeds)} | {_pm(r.f1_mean, r.f1_std)} | "
             f"{_pm(r.precision_mean, r.precision_std)} | {_pm(r.recall_mean, r.recall_std)} | {diff} | {above} |"

@@ -57,7 +57,7 @@ def draw_overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, matched_pr
 
 def overlay_pairs(ctx, arm_dir: Path, arm: str, baseline_dir: Path | None, out_dir: Path, n: int = 2) -> None:
     """Overlays of the best and worst test images of one arm (by per-image F1, images with objects),
-    next to the baseline's prediction on the same image when there is one."""
+    next to real_only's prediction on the same image when there is one."""
     import pandas as pd
 
     from ..evaluation.matching import match_instances
@@ -79,8 +79,8 @@ def overlay_pairs(ctx, arm_dir: Path, arm: str, baseline_dir: Path | None, out_d
             stem = str(stem)
             image, gt = test[stem]
             panels = []
-            for name, p in ((arm, preds[stem].astype(np.int32)), ("baseline", base[stem].astype(np.int32) if base is not None else None)):
-                if p is None or (name == "baseline" and arm == "baseline"):
+            for name, p in ((arm, preds[stem].astype(np.int32)), ("real_only", base[stem].astype(np.int32) if base is not None else None)):
+                if p is None or (name == "real_only" and arm == "real_only"):
                     continue
                 m = match_instances(gt, p, ctx.cfg.evaluation.iou_threshold)
                 gt_ids = [int(v) for v in np.unique(gt) if v]

@@ -103,7 +103,9 @@ class CropDataset(Dataset):
     channels: int
     object_items: list[int] | None = None
 
-    def __init__(self, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0):
+    def __init__(self, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0,
+                 stream: int = 0):
+        self.stream = int(stream)  # a separate random stream (the joint arm's synthetic samples)
         self.foreground = float(foreground)
         self.image_size = int(image_size)
         self.target = target
@@ -126,7 +128,7 @@ class CropDataset(Dataset):
 
     def sample(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(image float32 HxWxC, instance mask int32 HxW) of sample ``k`` after crop + augmentation."""
-        rng = np.random.default_rng([self.seed, k])
+        rng = np.random.default_rng([self.seed, k] if self.stream == 0 else [self.seed, k, self.stream])
         forced = self.foreground > 0 and rng.random() < self.foreground  # no draw at 0: plain crops unchanged
         items = self.object_items if forced else None
         image, mask = self.load(int(items[rng.integers(len(items))]) if items else self.item_for(k))
@@ -174,11 +176,12 @@ class SyntheticPairsDataset(CropDataset):
     """Synthetic pairs from a :class:`PairStore` folder, converted to ``channels`` channels."""
 
     def __init__(
-        self, store, channels: int, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0
+        self, store, channels: int, image_size: int, target: str, augment: bool = True, seed: int = 0,
+        foreground: float = 0.0, stream: int = 0,
     ):
         from ..data.store import PairStore
 
-        super().__init__(image_size, target, augment, seed, foreground)
+        super().__init__(image_size, target, augment, seed, foreground, stream)
         if isinstance(store, (str, Path)):
             root = Path(store)
             if not (root / "manifest.parquet").is_file() and not any(root.glob("shard_*.parquet")):
@@ -197,17 +200,45 @@ class SyntheticPairsDataset(CropDataset):
         return to_internal_image(image, self.channels, self.store.root), mask
 
 
-class MixedDataset(Dataset):
-    """Alternates two crop datasets sample by sample (even k: first, odd k: second)."""
+class ConcatPairStore:
+    """Several pair stores read as one (e.g. placement- and segmodel-mask pairs)."""
 
-    def __init__(self, first: CropDataset, second: CropDataset):
-        if first.channels != second.channels:
-            raise InputError(f"cannot mix {first.channels}- and {second.channels}-channel datasets")
-        self.first, self.second = first, second
-        self.channels = first.channels
+    def __init__(self, dirs: list[Path]):
+        from ..data.store import PairStore
+
+        self.stores = [PairStore(d) for d in dirs]
+        self.root = Path(dirs[0]) if dirs else Path(".")
+        self.offsets = np.cumsum([0] + [len(s) for s in self.stores])
 
     def __len__(self) -> int:
-        return len(self.first) + len(self.second)
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int):
+        k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.stores[k][i - int(self.offsets[k])]
+
+
+class JointDataset(Dataset):
+    """Batches of ``n_real`` real samples followed by ``n_synthetic`` synthetic ones.
+
+    Read with batch size ``n_real + n_synthetic`` from sample number ``step * (n_real + n_synthetic)``:
+    position j of step s is real sample ``s * n_real + j`` (exactly the samples the real-only arm
+    sees at that step) or synthetic sample ``s * n_synthetic + j - n_real``. Synthetic samples never
+    take a real sample's place, so adding them cannot reduce real exposure.
+    """
+
+    def __init__(self, real: CropDataset, synthetic: CropDataset, n_real: int, n_synthetic: int):
+        if real.channels != synthetic.channels:
+            raise InputError(f"cannot mix {real.channels}- and {synthetic.channels}-channel datasets")
+        self.real, self.synthetic = real, synthetic
+        self.n_real, self.n_synthetic = int(n_real), int(n_synthetic)
+        self.channels = real.channels
+
+    def __len__(self) -> int:
+        return len(self.real) + len(self.synthetic)
 
     def __getitem__(self, k: int):
-        return (self.first if k % 2 == 0 else self.second)[k // 2]
+        step, j = divmod(int(k), self.n_real + self.n_synthetic)
+        if j < self.n_real:
+            return self.real[step * self.n_real + j]
+        return self.synthetic[step * self.n_synthetic + j - self.n_real]

@@ -86,3 +86,38 @@ def instances_for_config(probs: np.ndarray, kind: str, eval_cfg) -> np.ndarray:
         probs, kind, eval_cfg.fg_threshold, eval_cfg.boundary_threshold,
         FALLBACK_MIN_AREA if area == "auto" else int(area),
     )
+
+
+def tune_postprocess(probs: list[np.ndarray], gts: list[np.ndarray], kind: str, eval_cfg, base_min_area: int) -> tuple[dict, list[dict]]:
+    """The post-processing settings with the best object F1 on the given (validation) images.
+
+    Every combination of ``eval_cfg.fg_grid`` x ``boundary_grid`` x ``min_area_grid`` (a multiple of
+    ``base_min_area``) is scored; ties go to the setting closest to the defaults, so a flat grid
+    changes nothing. The watershed runs once per threshold pair; the area filter is re-applied.
+    Returns (best settings, one row per combination) - re-scoring stored probabilities is cheap,
+    so every arm gets the post-processing that suits it instead of one fixed threshold for all.
+    """
+    from ..evaluation.matching import iou_matrix, match_from_iou, ratio
+
+    t = float(eval_cfg.iou_threshold)
+    boundaries = list(eval_cfg.boundary_grid) if kind == "boundary" else [eval_cfg.boundary_threshold]
+    areas = sorted({max(1, int(round(base_min_area * f))) for f in eval_cfg.min_area_grid})
+    rows = []
+    for fg in eval_cfg.fg_grid:
+        for b in boundaries:
+            labels = [instances_from_probs(p, kind, fg, b, 0) for p in probs]
+            for area in areas:
+                tp = fp = fn = 0
+                for lab, gt in zip(labels, gts):
+                    m = match_from_iou(iou_matrix(gt, remove_small(lab, area)), t)
+                    tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+                rows.append({"fg_threshold": float(fg), "boundary_threshold": float(b), "min_object_area": int(area),
+                             "f1": ratio(2 * tp, 2 * tp + fp + fn), "precision": ratio(tp, tp + fp),
+                             "recall": ratio(tp, tp + fn)})
+
+    def distance_to_default(r: dict) -> float:
+        return (abs(r["fg_threshold"] - eval_cfg.fg_threshold) + abs(r["boundary_threshold"] - eval_cfg.boundary_threshold)
+                + abs(np.log(r["min_object_area"] / max(1, base_min_area))))
+
+    best = max(rows, key=lambda r: (round(r["f1"], 9), -distance_to_default(r)))
+    return {k: best[k] for k in ("fg_threshold", "boundary_threshold", "min_object_area")} | {"val_f1": best["f1"]}, rows

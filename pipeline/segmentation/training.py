@@ -1,12 +1,23 @@
-"""Training (pretraining on synthetic pairs, fine-tuning on real ones) and whole-image inference.
+"""Training to a validation plateau (every phase of every arm) and whole-image inference.
 
-One function serves every arm of the study: the pretraining arm calls :func:`train_segmentation`
-on synthetic pairs, then again on the real pairs with ``init_from`` = the pretrained checkpoint and
-the same steps / learning rate as the real-only baseline.
+One function serves every arm of the study (pipeline/segmentation/arms.py): it trains until the
+validation object F1 stops improving, because a comparison taken while one arm is still climbing
+measures step budgets, not data. The rule, the same for every arm and phase:
+
+* evaluate every ``eval_every`` steps (the same cadence in every arm);
+* an evaluation *improves* when its F1 is at least ``min_delta`` above the F1 of the last
+  improvement; after ``patience`` evaluations without one (and not before ``min_steps``), the
+  learning rate drops by ``lr_drop_factor`` (``lr_drops`` times, as ReduceLROnPlateau does),
+  then training stops: ``stop_reason = "patience"``;
+* ``max_steps`` is a budget, not the protocol: a phase that reaches it stops with
+  ``stop_reason = "cap"``, and the verdict calls comparisons involving it inconclusive.
+
+The learning rate warms up linearly over ``warmup_steps`` and is constant otherwise (a cosine over
+the cap would tie the schedule to the budget this protocol tries to remove).
 
 Model selection is by object F1 at ``evaluation.iou_threshold`` on the whole validation images (the
 quantity the study reports), ties going to the later step. ``last.pt`` holds everything needed to
-continue bit-for-bit (model, optimizer, scheduler, step, RNG states, best score, log), written
+continue bit-for-bit (model, optimizer, step, plateau state, RNG states, best score, log), written
 atomically at every evaluation and on Ctrl-C; calling the function again with the same arguments
 resumes, and a finished run returns at once.
 """
@@ -39,7 +50,6 @@ from .targets import n_target_channels
 BEST, LAST, LOG, METRICS = "best.pt", "last.pt", "log.csv", "metrics.json"
 INPUT_MEAN, INPUT_STD = 0.5, 0.25  # fixed input scaling of [0, 1] images; BN does the rest
 TILE, TILE_OVERLAP = 1024, 128  # whole-image inference splits larger images into overlapping tiles
-WARMUP_FRACTION = 0.05
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -61,16 +71,10 @@ def build_loss(target: str, loss: str) -> nn.Module:
     return _Sum()
 
 
-def cosine_with_warmup(steps: int):
-    warmup = max(1, int(steps * WARMUP_FRACTION))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+def learning_rate(base_lr: float, step: int, warmup_steps: int, drops: int, drop_factor: float) -> float:
+    """Linear warm-up, then constant; each plateau drop multiplies it by ``drop_factor``."""
+    warm = min(1.0, (step + 1) / max(1, warmup_steps))
+    return base_lr * warm * drop_factor**drops
 
 
 def seed_everything(seed: int) -> None:
@@ -237,13 +241,20 @@ def predict_instances(checkpoint_or_model, images: list[np.ndarray], cfg: Config
     return [inst for inst, _ in predict_with_probabilities(checkpoint_or_model, images, cfg, device)]
 
 
-def _run_key(cfg: Config, dataset: Dataset, steps: int, lr: float, seed: int, init_from) -> str:
+PLATEAU_KEYS = ("eval_every", "patience", "min_delta", "min_steps", "lr_drops", "lr_drop_factor", "warmup_steps")
+# options that say which arms / seeds / sizes a study runs, not how one training goes
+STUDY_KEYS = ("seeds", "n_real", "arms")
+
+
+def _run_key(cfg: Config, dataset: Dataset, steps: int, lr: float, seed: int, init_from, batch_size: int) -> str:
+    seg = {k: v for k, v in cfg.segmentation.model_dump(mode="json").items() if k not in STUDY_KEYS}
     payload = {
-        "segmentation": cfg.section_hash("segmentation"),
+        "segmentation": seg,
         "evaluation": cfg.section_hash("evaluation"),
         "steps": steps,
         "lr": lr,
         "seed": seed,
+        "batch_size": batch_size,
         "init_from": str(init_from) if init_from else None,
         "dataset": [type(dataset).__name__, len(dataset), getattr(dataset, "channels", None)],
     }
@@ -260,6 +271,37 @@ def _validate(model, val_pairs, cfg, device) -> dict:
     return {"val_f1": summary["f1"], "val_precision": summary["precision"], "val_recall": summary["recall"]}
 
 
+class Plateau:
+    """The stopping rule of the module docstring, as a small state machine saved in ``last.pt``."""
+
+    def __init__(self, patience: int, min_delta: float, min_steps: int, lr_drops: int):
+        self.patience, self.min_delta, self.min_steps, self.lr_drops = patience, min_delta, min_steps, lr_drops
+        self.reference = -math.inf  # F1 of the last counted improvement
+        self.waited = 0  # evaluations since then
+        self.drops = 0  # learning-rate drops done
+
+    def update(self, step: int, f1: float) -> bool:
+        """Record one evaluation; True when training should stop."""
+        if self.patience <= 0 or math.isnan(f1):
+            return False
+        if f1 >= self.reference + self.min_delta:
+            self.reference, self.waited = f1, 0
+            return False
+        self.waited += 1
+        if self.waited < self.patience or step < self.min_steps:
+            return False
+        if self.drops < self.lr_drops:
+            self.drops, self.waited = self.drops + 1, 0
+            return False
+        return True
+
+    def state(self) -> dict:
+        return {"reference": self.reference, "waited": self.waited, "drops": self.drops}
+
+    def load(self, state: dict) -> None:
+        self.reference, self.waited, self.drops = state["reference"], state["waited"], state["drops"]
+
+
 def train_segmentation(
     cfg: Config,
     train: Dataset | list,
@@ -272,18 +314,23 @@ def train_segmentation(
     device=None,
     progress: bool = True,
     stop_at: int | None = None,
+    batch_size: int | None = None,
 ) -> Path:
-    """Train for ``steps`` steps and return the best checkpoint (``out_dir/best.pt``).
+    """Train until the validation plateau (or ``steps``, the cap) and return the best checkpoint
+    (``out_dir/best.pt``); ``out_dir/metrics.json`` records steps run, why it stopped and wall time.
 
     ``train``: a crop dataset (:mod:`.dataset`) or a list of real (image, mask) pairs.
     ``init_from``: a checkpoint whose weights start the model (fine-tuning after pretraining).
     ``stop_at``: stop (checkpointed) after this many steps; a later call resumes.
+    ``batch_size``: samples per step (default ``segmentation.batch_size``; the joint arm's batches
+    hold real samples plus synthetic ones on top).
     """
     seg = cfg.segmentation
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if steps < 1:
         raise InputError(f"steps={steps}: need at least one training step")
+    batch_size = int(batch_size or seg.batch_size)
     device = pick_device(cfg.runtime.device) if device is None else torch.device(device)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
@@ -294,7 +341,7 @@ def train_segmentation(
     for img, _ in val_pairs:
         if img.shape[2] != channels:
             raise InputError(f"validation images have {img.shape[2]} channels, training data {channels}")
-    key = _run_key(cfg, dataset, steps, lr, seed, init_from)
+    key = _run_key(cfg, dataset, steps, lr, seed, init_from, batch_size)
     if (out_dir / METRICS).is_file() and (out_dir / BEST).is_file():
         done = json.loads((out_dir / METRICS).read_text())
         if done.get("key") == key:
@@ -313,10 +360,10 @@ def train_segmentation(
             raise InputError(f"{init_from}: weights do not fit {seg.arch}/{seg.encoder} ({str(e).splitlines()[0]})") from None
     to_channels_last(model.to(device), seg.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps))
     loss_fn = build_loss(seg.target, seg.loss)
+    plateau = Plateau(seg.patience, seg.min_delta, seg.min_steps, seg.lr_drops)
 
-    step, best_f1, best_step, log, elapsed_before = 0, -math.inf, 0, [], 0.0
+    step, best_f1, best_step, log, elapsed_before, stopped = 0, -math.inf, 0, [], 0.0, False
     if (out_dir / LAST).is_file():
         ckpt = load_torch(out_dir / LAST)
         if ckpt.get("key") != key:
@@ -326,9 +373,9 @@ def train_segmentation(
             )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
         step, best_f1, best_step = ckpt["step"], ckpt["best_f1"], ckpt["best_step"]
-        log, elapsed_before = list(ckpt["log"]), ckpt["elapsed"]
+        log, elapsed_before, stopped = list(ckpt["log"]), ckpt["elapsed"], ckpt["stopped"]
+        plateau.load(ckpt["plateau"])
         _set_rng_state(ckpt["rng"])
 
     def save_last() -> None:
@@ -339,10 +386,11 @@ def train_segmentation(
                 "meta": meta,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
                 "step": step,
                 "best_f1": best_f1,
                 "best_step": best_step,
+                "plateau": plateau.state(),
+                "stopped": stopped,
                 "log": log,
                 "elapsed": elapsed_before + (time.perf_counter() - t0),
                 "rng": _rng_state(),
@@ -351,8 +399,8 @@ def train_segmentation(
 
     loader = DataLoader(
         dataset,
-        batch_size=seg.batch_size,
-        sampler=InfiniteSampler(step * seg.batch_size),
+        batch_size=batch_size,
+        sampler=InfiniteSampler(step * batch_size),
         num_workers=cfg.runtime.num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
@@ -362,13 +410,17 @@ def train_segmentation(
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
     loss_count, interval_start, interval_t = 0, step, time.perf_counter()
-    batches = iter(loader) if step < steps else iter(())
+    finished = lambda: stopped or step >= steps  # noqa: E731
+    batches = iter(loader) if not finished() else iter(())
     try:
-        while step < steps and (stop_at is None or step < stop_at):
+        while not finished() and (stop_at is None or step < stop_at):
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if seg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            current_lr = learning_rate(lr, step, seg.warmup_steps, plateau.drops, seg.lr_drop_factor)
+            for group in optimizer.param_groups:
+                group["lr"] = current_lr
             model.train()
             with autocast(device, seg.amp):
                 logits = model(normalize(x))
@@ -376,7 +428,6 @@ def train_segmentation(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
             step += 1
             loss_sum += loss.detach()
             loss_count += 1
@@ -388,16 +439,17 @@ def train_segmentation(
                 row = {
                     "step": step,
                     "train_loss": float(loss_sum.item()) / max(1, loss_count),
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": current_lr,
                     **scores,
                     "elapsed_s": elapsed_before + now - t0,
-                    "train_images_per_s": (step - interval_start) * seg.batch_size / max(1e-9, now - interval_t),
+                    "train_images_per_s": (step - interval_start) * batch_size / max(1e-9, now - interval_t),
                 }
                 log.append(row)
                 if math.isnan(f1) or f1 >= best_f1:  # ties (and no validation) -> the later step
                     best_f1 = f1 if not math.isnan(f1) else best_f1
                     best_step = step
                     save_torch(out_dir / BEST, {"meta": {**meta, "step": step, "val_f1": f1}, "model": model.state_dict()})
+                stopped = plateau.update(step, f1)
                 save_last()
                 write_text(out_dir / LOG, pd.DataFrame(log).to_csv(index=False))
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_f1=f"{f1:.3f}", best=f"{best_f1:.3f}")
@@ -408,7 +460,7 @@ def train_segmentation(
         raise
     finally:
         bar.close()
-    if step < steps:  # stopped early on purpose: checkpoint where we are
+    if not finished():  # stopped early on purpose (stop_at): checkpoint where we are
         save_last()
         return out_dir / BEST
     elapsed = elapsed_before + time.perf_counter() - t0
@@ -418,12 +470,16 @@ def train_segmentation(
             "key": key,
             "best_val_f1": None if best_f1 == -math.inf else best_f1,
             "best_step": best_step,
-            "steps": steps,
+            "steps_run": step,
+            "max_steps": steps,
+            "stop_reason": "patience" if stopped else "cap",
             "lr": lr,
+            "lr_drops_done": plateau.drops,
+            "batch_size": batch_size,
             "seed": seed,
             "init_from": str(init_from) if init_from else None,
             "time_s": elapsed,
-            "images_per_s_with_validation": steps * seg.batch_size / max(1e-9, elapsed),
+            "images_per_s_with_validation": step * batch_size / max(1e-9, elapsed),
             "device": str(device),
             **meta,
         },
