@@ -19,8 +19,8 @@ from pipeline.data.demo import render_demo_set
 from pipeline.data.images import decode
 
 BIN = Path(sys.executable).parent
-FAST = ["generator.steps=2", "generator.checkpoint_every=1", "generator.sample_every=2", "segmentation.pretrain_steps=2",
-        "segmentation.finetune_steps=2", "segmentation.eval_every=2", "masks.count=16", "generation.count=16"]
+FAST = ["generator.steps=2", "generator.checkpoint_every=1", "generator.sample_every=2", "segmentation.pretrain_max_steps=2",
+        "segmentation.max_steps=2", "segmentation.eval_every=2", "masks.count=16", "generation.count=16"]
 
 
 def _tree_hash(root: Path) -> str:

@@ -75,34 +75,39 @@ def test_predict_refuses_output_inside_images(checkpoint, tmp_path):
     assert res.exit_code != 0 and "inside it" in res.output and not (tmp_path / "out").exists()
 
 
-def test_run_folder_picks_pretrained_seed0_with_its_min_area(checkpoint, tmp_path):
-    """A run folder (runs/<set>/<run-id>) -> the arm's checkpoint; paths recorded relative to the
-    folder the run started from are found from the run folder itself."""
+def test_run_folder_picks_best_validation_arm_with_its_tuned_postprocessing(checkpoint, tmp_path):
+    """A run folder (runs/<set>/<run-id>) -> by default the arm with the best mean validation F1
+    (never the test F1), seed 0, with the post-processing tuned for it; paths recorded relative to
+    the folder the run started from are found from the run folder itself."""
     root = tmp_path / "runs" / "myset"
     rows = []
-    for arm, sub in (("baseline", "train"), ("pretrained", "finetune")):
+    for arm, sub, val, test in (("real_only", "train", 0.5, 0.9), ("pretrained", "finetune", 0.6, 0.1)):
         for seed in (0, 1):
-            ckpt = root / "stages" / f"seg_{arm}" / f"key{seed}" / sub / "best.pt"
+            base = arm.split(":")[0]
+            ckpt = root / "stages" / f"seg_{base}" / f"key{seed}" / sub / "best.pt"
             ckpt.parent.mkdir(parents=True)
             ckpt.write_bytes(checkpoint.read_bytes())
-            rows.append({"arm": arm, "seed": seed, "n_real": 100, "min_object_area": 20 + seed,
-                         "checkpoint": f"runs/myset/stages/seg_{arm}/key{seed}/{sub}/best.pt"})
+            rows.append({"row": "seed", "arm": arm, "seed": seed, "n_real": 100, "min_object_area": 20 + seed,
+                         "fg_threshold": 0.4 if arm == "pretrained" else None, "val_f1": val, "f1": test,
+                         "checkpoint": f"runs/myset/stages/seg_{base}/key{seed}/{sub}/best.pt"})
     run = root / "20260101-000000-default"
     run.mkdir()
     (run / "config.yaml").write_text("name: default\nevaluation:\n  fg_threshold: 0.6\n")
-    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
+    verdict = {"row": "verdict", "arm": "pretrained", "n_real": 100, "sentence": "x"}
+    pd.DataFrame([verdict, *rows]).to_csv(run / "results.csv", index=False)
 
     source = resolve_model(run)
     assert source.checkpoint == root / "stages/seg_pretrained/key0/finetune/best.pt"
-    assert source.min_object_area == 20 and source.fg_threshold == 0.6
-    other = resolve_model(run, arm="baseline", seed=1, min_area=5)
-    assert other.checkpoint == root / "stages/seg_baseline/key1/train/best.pt" and other.min_object_area == 5
+    assert source.min_object_area == 20 and source.fg_threshold == 0.4  # tuned for this arm
+    other = resolve_model(run, arm="real_only", seed=1, min_area=5)
+    assert other.checkpoint == root / "stages/seg_real_only/key1/train/best.pt" and other.min_object_area == 5
+    assert other.fg_threshold == 0.6  # nothing tuned recorded: the run's config
 
     (run / "results.csv").unlink()  # no results.csv: the arm folders' metrics.json are read instead
     for r in rows:
         arm_dir = root / r["checkpoint"].removeprefix("runs/myset/").rsplit("/", 2)[0]
         write_json(arm_dir / "metrics.json", r)
     assert resolve_model(run).checkpoint == source.checkpoint
-    res = CliRunner().invoke(app, ["export", str(run), "--arm", "long_baseline"])
-    assert res.exit_code != 0 and "no 'long_baseline' arm" in res.output
+    res = CliRunner().invoke(app, ["export", str(run), "--arm", "joint"])
+    assert res.exit_code != 0 and "no 'joint' arm" in res.output
     assert json.loads((root / "stages/seg_pretrained/key0/metrics.json").read_text())["seed"] == 0

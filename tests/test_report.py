@@ -10,16 +10,19 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.io import write_json, write_text
-from pipeline.report.build import build_report, results_markdown_table, summarize
+from pipeline.report.build import build_report, results_markdown_table, split_results, summarize
 
 
 @pytest.fixture()
 def run_dir(tmp_path):
     rows = []
     for seed, (b, p, lb) in enumerate([(0.50, 0.56, 0.52), (0.52, 0.55, 0.50), (0.48, 0.47, 0.49)]):
-        for arm, f1 in (("baseline", b), ("pretrained", p), ("long_baseline", lb)):
-            rows.append({"arm": arm, "seed": seed, "n_real": 100, "f1": f1, "precision": f1 + 0.05, "recall": f1 - 0.05})
-    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+        for arm, f1 in (("real_only", b), ("pretrained:spade", p), ("joint:spade", lb)):
+            rows.append({"row": "seed", "arm": arm, "seed": seed, "n_real": 100, "f1": f1, "precision": f1 + 0.05,
+                         "recall": f1 - 0.05, "train_steps": 400 + seed, "train_stop": "patience", "arm_seconds": 60.0})
+    verdict = {"row": "verdict", "arm": "pretrained:spade", "n_real": 100, "word": "no detectable difference",
+               "sentence": "No detectable difference: pretrained:spade with 100 real pairs vs real_only, made up here."}
+    pd.DataFrame([verdict, *rows]).to_csv(tmp_path / "results.csv", index=False)
     write_text(tmp_path / "config.yaml", Config().to_yaml())
     write_json(tmp_path / "set.json", {"name": "demo", "procedural": True, "summary": "demo: 10 pairs", "object_name": "fragment"})
     write_json(tmp_path / "stages.json", [{"stage": "masks", "path": "x", "seconds": 1.0, "cached": False, "compute_seconds": 1.0}])
@@ -28,25 +31,28 @@ def run_dir(tmp_path):
 
 
 def test_summary_paired_difference(run_dir):
-    s = summarize(pd.read_csv(run_dir / "results.csv")).set_index("arm")
-    assert s.loc["pretrained", "f1_diff_mean"] == pytest.approx(np.mean([0.06, 0.03, -0.01]))
-    assert s.loc["pretrained", "seeds_above_baseline"] == 2
-    assert s.loc["baseline", "seeds"] == 3
+    s = summarize(split_results(pd.read_csv(run_dir / "results.csv"))[1]).set_index("arm")
+    assert s.loc["pretrained:spade", "f1_diff_mean"] == pytest.approx(np.mean([0.06, 0.03, -0.01]))
+    assert s.loc["pretrained:spade", "seeds_above_baseline"] == 2
+    assert s.loc["real_only", "seeds"] == 3
 
 
-def test_report_is_self_contained_and_says_procedural(run_dir):
+def test_report_is_self_contained_says_procedural_and_leads_with_the_verdict(run_dir):
     html, md = build_report(run_dir)
     text = html.read_text()
     assert "procedural demo set" in text
-    assert "2.7 points higher" in text  # mean paired difference 0.0267
+    assert text.index("made up here") < text.index("Object-level results")  # the verdict comes first
     assert not re.search(r'src="(?!data:)', text)  # every image embedded
     assert text.count("data:image/png;base64,") >= 3
-    assert "| 100 | synthetic pretrain + real fine-tune | 3 | 52.7 ± 4.9" in md.read_text()
+    md_text = md.read_text()
+    assert md_text.index("made up here") < md_text.index("| real pairs |")
+    assert "| 100 | spade pairs: synthetic pretraining, then real fine-tuning | 3 | 52.7 ± 4.9" in md_text
+    assert "train: 401 steps (400–402), all on patience" in md_text
 
 
 def test_markdown_table(run_dir):
     table = results_markdown_table(pd.read_csv(run_dir / "results.csv"))
-    assert table.count("\n") == 4 and "2/3" in table
+    assert table.count("\n") == 4 and "2/3" in table and "vs real_only" in table
 
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):

@@ -28,6 +28,7 @@ OVERRIDES = [
     "segmentation.image_size=64",
     "segmentation.batch_size=4",
     "segmentation.eval_every=10",
+    "segmentation.patience=0",  # fixed-length runs unless a test turns the plateau rule on
     "runtime.progress=false",
     "runtime.device=cpu",
 ]
@@ -169,13 +170,16 @@ def test_cli_train_and_evaluate(tmp_path):
     from pipeline.cli import app
 
     _write_set(tmp_path / "set")
-    over = [*OVERRIDES, "segmentation.finetune_steps=4", "segmentation.eval_every=2", "data.n_train=4",
+    over = [*OVERRIDES, "segmentation.max_steps=4", "segmentation.eval_every=2", "data.n_train=4",
             "data.n_val=2", "data.n_test=2"]
     runner = CliRunner()
     res = runner.invoke(app, ["train-seg", "--set", str(tmp_path / "set"), "--out", str(tmp_path / "run"),
                               "--config", "smoke", *over])
     assert res.exit_code == 0, res.output
-    best = tmp_path / "run" / "baseline" / "best.pt"
+    assert "train 4 steps (cap)" in res.output and "test F1" in res.output
+    best = tmp_path / "run" / "real_only" / "train" / "best.pt"
+    metrics = json.loads((tmp_path / "run" / "real_only" / "metrics.json").read_text())
+    assert metrics["arm"] == "real_only" and metrics["hit_cap"] and metrics["train_steps"] == 4
     res = runner.invoke(app, ["evaluate", "--checkpoint", str(best), "--set", str(tmp_path / "set"),
                               "--out", str(tmp_path / "eval"), "--config", "smoke", *over])
     assert res.exit_code == 0, res.output

@@ -10,7 +10,8 @@ from pipeline.data.store import MaskStore
 from pipeline.io import read_json
 
 FAST = ["data.demo_images=20", "data.demo_size=64", "data.n_train=10", "data.n_val=4", "data.n_test=4",
-        "masks.count=8", "masks.size=64", "segmentation.finetune_steps=2", "segmentation.eval_every=2"]
+        "masks.count=8", "masks.size=64", "segmentation.max_steps=2", "segmentation.pretrain_max_steps=2",
+        "segmentation.eval_every=2"]
 
 
 def test_segmodel_masks_source_and_cache(tmp_path):
@@ -30,14 +31,19 @@ def test_segmodel_masks_source_and_cache(tmp_path):
 def test_stage_keys_follow_inputs(tmp_path):
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}"])
     ctx = stages.prepare(cfg, run_id="r")
-    base = stages.seg_arm_key(ctx, "baseline", 0, 10, [])
-    assert base == stages.seg_arm_key(ctx, "baseline", 0, 10, [tmp_path / "pairs"])  # real-only ignores synthetic
-    assert base != stages.seg_arm_key(ctx, "baseline", 1, 10, [])
+    base = stages.seg_arm_key(ctx, "real_only", 0, 10, [])
+    assert base == stages.seg_arm_key(ctx, "real_only", 0, 10, [tmp_path / "pairs"])  # real-only ignores synthetic
+    assert base == stages.seg_arm_key(ctx.with_synthesis("copypaste"), "real_only", 0, 10, [])  # and the method
+    assert base != stages.seg_arm_key(ctx, "real_only", 1, 10, [])
     pre = stages.seg_arm_key(ctx, "pretrained", 0, 10, [tmp_path / "a"])
     assert pre != stages.seg_arm_key(ctx, "pretrained", 0, 10, [tmp_path / "b"])
+    assert pre != stages.seg_arm_key(ctx.with_synthesis("copypaste"), "pretrained", 0, 10, [tmp_path / "a"])
+    # a study's list options (seeds, n_real, arms) do not re-key finished arms
+    more = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "segmentation.seeds=[0,1,2]"])
+    assert base == stages.seg_arm_key(stages.prepare(more, run_id="r4"), "real_only", 0, 10, [])
     other = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "generator.steps=99"])
     assert stages.generator_key(ctx) != stages.generator_key(stages.prepare(other, run_id="r2"))
-    assert base == stages.seg_arm_key(stages.prepare(other, run_id="r3"), "baseline", 0, 10, [])
+    assert base == stages.seg_arm_key(stages.prepare(other, run_id="r3"), "real_only", 0, 10, [])
 
 
 def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
@@ -53,7 +59,7 @@ def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
     masks, _, _ = stages.stage_placement_masks(ctx, bank, 8)
     gen, _, _ = stages.stage_train_generator(ctx)
     pairs, _, _ = stages.stage_generate(ctx, gen, masks)
-    arm, _, _ = stages.stage_seg_arm(ctx, "baseline", 0, 10, [pairs])
+    arm, _, _ = stages.stage_seg_arm(ctx, "real_only", 0, 10, [pairs])
     segmenter = stages.reference_segmenter([arm])
     assert segmenter == arm / "train" / "best.pt" and segmenter.is_file()
 

@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         """Object precision/recall/F1 at evaluation.iou_threshold (+ sweep, pixel, count and size errors)."""
         from ..config import load_config
         from ..data.images import InputError
-        from ..data.labeled_set import load_pairs, make_splits, require_valid
+        from ..data.labeled_set import load_pairs, require_valid
+        from ..data.splits import splits_for
         from ..io import write_json, write_text
         from ..segmentation.training import predict_instances
         from .metrics import evaluate_instances, json_safe
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         if split == "all":
             stems = report.stems
         elif split in ("train", "val", "test"):
-            stems = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test)[split]
+            stems = splits_for(report, d)[split]
         else:
             raise InputError(f"--split {split}: expected train, val, test or all")
         pairs = load_pairs(report, stems)

@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from ..config import load_config
-        from ..data.labeled_set import SetInvalid, load_pairs, make_splits, validate_set
+        from ..data.labeled_set import SetInvalid, load_pairs, validate_set
+        from ..data.splits import splits_for
         from ..device import pick_device
         from .training_loop import train_generator
 
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         if not report.ok:
             raise SetInvalid(report)
         d = cfg.data
-        splits = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test)
+        splits = splits_for(report, d)
         pairs = load_pairs(report, splits["train"])
         typer.echo(f"{report.summary()}; training {model} on {len(pairs)} train pairs")
         final = train_generator(cfg, pairs, out, device=pick_device(cfg.runtime.device), progress=cfg.runtime.progress)

@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         """Measure how good synthetic pairs are, with no downloaded weights; writes OUT/quality.json."""
         from ..config import load_config
         from ..data.images import InputError
-        from ..data.labeled_set import load_pairs, make_splits, require_valid
+        from ..data.labeled_set import load_pairs, require_valid
+        from ..data.splits import splits_for
         from ..io import write_json
         from ..segmentation.postprocess import resolve_min_area
         from .measure import measure_quality, style_grid
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"{pairs}: not a synthetic pair store (no manifest.parquet)")
         d = cfg.data
         report = require_valid(set_dir, d.max_image_pixels, d.max_instances)
-        splits = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test)
+        splits = splits_for(report, d)
         train, val = load_pairs(report, splits["train"]), load_pairs(report, splits["val"])
         cfg = resolve_min_area(cfg, [m for _, m in train])
         q = measure_quality(cfg, pairs, segmenter, train, val, generator)

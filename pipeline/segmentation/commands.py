@@ -1,4 +1,4 @@
-"""CLI: train a segmentation model on a labeled set (real-only, pretrain + fine-tune, or mixed)."""
+"""CLI: train one arm of the study on a labeled set, exactly as the flow trains it."""
 
 from __future__ import annotations
 
@@ -15,53 +15,35 @@ def register(app: typer.Typer) -> None:
     def train_seg(
         set_dir: Path = typer.Option(..., "--set", help="labeled-set folder (images/, masks/)"),
         out: Path = typer.Option(..., "--out", help="output folder (resumes when it holds a run)"),
-        synthetic: Path | None = typer.Option(None, "--synthetic", help="synthetic pair store folder"),
-        pretrain: bool = typer.Option(
-            False, "--pretrain", help="with --synthetic: pretrain on it, then fine-tune on the real pairs"
-        ),
+        arm: str = typer.Option("real_only", "--arm", help="real_only | pretrained | joint"),
+        synthetic: list[Path] | None = typer.Option(None, "--synthetic", help="synthetic pair store folder(s), for pretrained / joint"),
         config: str = typer.Option("default", "--config", help="config name (configs/) or YAML path"),
         seed: int | None = typer.Option(None, help="training seed (default segmentation.seed)"),
+        n_real: int | None = typer.Option(None, "--n-real", help="real training pairs (default: the first of segmentation.n_real)"),
         overrides: list[str] | None = typer.Argument(None, help="section.key=value config overrides"),
     ) -> None:
-        """Train a segmentation model: real-only baseline; --synthetic: real+synthetic mixed; --synthetic --pretrain: pretrain, then fine-tune."""
+        """Train and evaluate one arm (the same splits, plateau rule, post-processing tuning and test
+        evaluation as the flow); writes OUT/config.yaml, splits.json and OUT/<arm>/metrics.json."""
         from ..config import load_config
         from ..data.images import InputError
-        from ..data.labeled_set import load_pairs, make_splits, require_valid
-        from ..io import read_json, write_json
-        from .dataset import MixedDataset, RealPairsDataset, SyntheticPairsDataset
-        from .training import train_segmentation
+        from ..io import read_json
+        from ..stages import prepare
+        from .arms import ARMS, run_arm
 
-        cfg = load_config(config, overrides or [])
-        if pretrain and synthetic is None:
-            raise InputError("--pretrain needs --synthetic PAIRSTORE_DIR")
-        seg, d = cfg.segmentation, cfg.data
+        if arm not in ARMS:
+            raise InputError(f"--arm {arm}: expected one of {', '.join(ARMS)}")
+        if ARMS[arm].needs_synthetic and not synthetic:
+            raise InputError(f"--arm {arm} needs --synthetic PAIRSTORE_DIR")
+        cfg = load_config(config, [*(overrides or []), f"data.set={set_dir}"])
+        ctx = prepare(cfg, run_dir=out)
+        seg = cfg.segmentation
         seed = seg.seed if seed is None else seed
-        report = require_valid(set_dir, d.max_image_pixels, d.max_instances)
-        splits = make_splits(report.stems, d.n_train, d.n_val, d.n_test, d.split_seed, report.info.test)
-        write_json(out / "splits.json", splits)
-        train_pairs, val_pairs = load_pairs(report, splits["train"]), load_pairs(report, splits["val"])
-        from .postprocess import resolve_min_area
-
-        cfg = resolve_min_area(cfg, [m for _, m in train_pairs])
-        typer.echo(f"{report.summary()}; training on {len(train_pairs)}, validating on {len(val_pairs)}")
-        real = RealPairsDataset(train_pairs, seg.image_size, seg.target, seed=seed)
-        if synthetic is not None:
-            synth = SyntheticPairsDataset(synthetic, real.channels, seg.image_size, seg.target, seed=seed)
-        if synthetic is not None and pretrain:
-            pre = train_segmentation(cfg, synth, val_pairs, out / "pretrain", seg.pretrain_steps, seg.lr, seed)
-            best = train_segmentation(
-                cfg, real, val_pairs, out / "finetune", seg.finetune_steps, seg.finetune_lr, seed, init_from=pre
-            )
-        elif synthetic is not None:
-            best = train_segmentation(
-                cfg, MixedDataset(real, synth), val_pairs, out / "mixed", seg.finetune_steps, seg.finetune_lr, seed
-            )
-        else:
-            best = train_segmentation(cfg, real, val_pairs, out / "baseline", seg.finetune_steps, seg.finetune_lr, seed)
-        metrics = read_json(best.parent / "metrics.json")
-        typer.echo(
-            f"best checkpoint: {best} (val object F1@{cfg.evaluation.iou_threshold} = "
-            f"{metrics['best_val_f1']:.3f} at step {metrics['best_step']})"
-            if metrics["best_val_f1"] is not None
-            else f"checkpoint: {best} (no validation images)"
-        )
+        n_real = seg.n_real[0] if n_real is None else n_real
+        typer.echo(f"{ctx.report().summary()}; arm {arm}, seed {seed}, {min(n_real, len(ctx.splits['train']))} real "
+                   f"training pairs, {len(ctx.splits['val'])} validation, {len(ctx.splits['test'])} test images")
+        run_arm(ctx, arm, seed, n_real, list(synthetic or []), out / arm,
+                synthesis="user" if ARMS[arm].needs_synthetic else None)
+        m = read_json(out / arm / "metrics.json")
+        stops = ", ".join(f"{k[:-5]} {m[k[:-5] + '_steps']} steps ({m[k]})" for k in m if k.endswith("_stop"))
+        typer.echo(f"{stops}; validation F1 {m['val_f1']:.3f} (tuned post-processing), test F1 {m['f1']:.3f} "
+                   f"(precision {m['precision']:.3f}, recall {m['recall']:.3f}); checkpoint {m['checkpoint']}")

@@ -154,8 +154,9 @@ class CropDataset(Dataset):
 class RealPairsDataset(CropDataset):
     """Real (image, instance mask) pairs held in memory, used at native resolution."""
 
-    def __init__(self, pairs, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0):
-        super().__init__(image_size, target, augment, seed, foreground)
+    def __init__(self, pairs, image_size: int, target: str, augment: bool = True, seed: int = 0, foreground: float = 0.0,
+                 stream: int = 0):
+        super().__init__(image_size, target, augment, seed, foreground, stream)
         if not pairs:
             raise InputError("no training pairs given")
         self.pairs = [(np.asarray(img, np.float32), np.asarray(m, np.int32)) for img, m in pairs]

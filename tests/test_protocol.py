@@ -1,0 +1,183 @@
+"""The converged-study protocol: the plateau rule, joint batches, post-processing tuned on validation,
+the paired-bootstrap verdict, and one split function for the flow and every per-stage command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fixtures.seg_data import FAST_ENCODER, blob_pair
+
+from pipeline.config import ConfigError, load_config
+from pipeline.evaluation.verdict import compare, paired_bootstrap
+from pipeline.segmentation.arms import ARMS, joint_batch
+from pipeline.segmentation.dataset import JointDataset, RealPairsDataset
+from pipeline.segmentation.postprocess import instances_from_probs, tune_postprocess
+from pipeline.segmentation.training import Plateau, learning_rate, train_segmentation
+
+
+def test_plateau_drops_the_rate_then_stops_and_never_before_min_steps():
+    p = Plateau(patience=2, min_delta=0.01, min_steps=0, lr_drops=1)
+    scores = [0.1, 0.3, 0.305, 0.302, 0.30, 0.309]  # +0.005 and +0.009 are not improvements of 0.01
+    stops = [p.update(100 * (i + 1), f) for i, f in enumerate(scores)]
+    assert stops == [False, False, False, False, False, True]
+    assert p.drops == 1  # the first plateau lowered the rate, the second one stopped
+    late = Plateau(patience=1, min_delta=0.01, min_steps=500, lr_drops=0)
+    assert [late.update(s, 0.0) for s in (100, 200, 300, 400, 500)] == [False, False, False, False, True]
+    off = Plateau(patience=0, min_delta=0.0, min_steps=0, lr_drops=0)
+    assert not any(off.update(s, 0.0) for s in range(1, 50))  # patience 0: the cap decides
+    assert not Plateau(1, 0.0, 0, 0).update(10, math.nan)  # no validation images: never on patience
+    assert learning_rate(1e-3, 0, 10, 0, 0.2) == pytest.approx(1e-4)
+    assert learning_rate(1e-3, 50, 10, 1, 0.2) == pytest.approx(2e-4)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    torch.set_num_threads(1)
+    return load_config("smoke", [f"segmentation.encoder={FAST_ENCODER}", "segmentation.image_size=64",
+                                 "segmentation.batch_size=4", "runtime.progress=false", "runtime.device=cpu"])
+
+
+def test_training_stops_on_patience_records_why_and_resumes_to_the_same_stop(cfg, tmp_path):
+    """A model that cannot improve (learning rate ~0) stops on patience, well before the cap, and a
+    run interrupted in the middle resumes to the same step, scores and stop."""
+    plateau = cfg.model_copy(deep=True)
+    seg = plateau.segmentation
+    seg.eval_every, seg.patience, seg.min_steps, seg.lr_drops, seg.min_delta = 2, 2, 0, 1, 0.5
+    train, val = [blob_pair(i) for i in range(4)], [blob_pair(50, size=64)]
+    best = train_segmentation(plateau, train, val, tmp_path / "a", steps=200, lr=1e-9, seed=0, progress=False)
+    m = json.loads((best.parent / "metrics.json").read_text())
+    assert m["stop_reason"] == "patience" and m["steps_run"] < 200 and m["lr_drops_done"] == 1
+    log = pd.read_csv(best.parent / "log.csv")
+    assert log["step"].iloc[-1] == m["steps_run"] and log["lr"].iloc[-1] < log["lr"].iloc[0]
+
+    train_segmentation(plateau, train, val, tmp_path / "b", steps=200, lr=1e-9, seed=0, progress=False, stop_at=4)
+    again = train_segmentation(plateau, train, val, tmp_path / "b", steps=200, lr=1e-9, seed=0, progress=False)
+    m2 = json.loads((again.parent / "metrics.json").read_text())
+    assert (m2["steps_run"], m2["stop_reason"]) == (m["steps_run"], m["stop_reason"])
+    assert pd.read_csv(again.parent / "log.csv")["val_f1"].tolist() == log["val_f1"].tolist()
+
+    capped = train_segmentation(cfg, train, val, tmp_path / "c", steps=3, lr=1e-3, seed=0, progress=False)
+    assert json.loads((capped.parent / "metrics.json").read_text())["stop_reason"] == "cap"
+
+
+def test_joint_batches_keep_every_real_sample_and_use_their_own_random_stream():
+    real = RealPairsDataset([blob_pair(i) for i in range(5)], 32, "boundary", seed=3)
+    synth = RealPairsDataset([blob_pair(100 + i) for i in range(7)], 32, "boundary", seed=3, stream=1)
+    n_real, n_syn = joint_batch(4, 0.5)
+    assert (n_real, n_syn) == (4, 4) and joint_batch(4, 0.8) == (4, 1)
+    joint = JointDataset(real, synth, n_real, n_syn)
+    for step in (0, 3):
+        batch = [joint[step * 8 + j] for j in range(8)]
+        for j in range(4):  # the real part of step s is exactly the real-only arm's batch at step s
+            torch.testing.assert_close(batch[j][0], real[step * 4 + j][0])
+        for j in range(4):
+            torch.testing.assert_close(batch[4 + j][0], synth[step * 4 + j][0])
+    # same seed, same sample number, different stream: different crops and augmentations
+    same_items = RealPairsDataset([blob_pair(0)] * 5, 32, "boundary", seed=3, stream=1)
+    plain = RealPairsDataset([blob_pair(0)] * 5, 32, "boundary", seed=3)
+    assert not all(np.array_equal(same_items.sample(k)[0], plain.sample(k)[0]) for k in range(4))
+    assert set(ARMS) == {"real_only", "pretrained", "joint"}
+
+
+def test_unknown_arm_is_a_one_line_config_error():
+    with pytest.raises(ConfigError, match="unknown arm.*known: \\['joint', 'pretrained', 'real_only'\\]"):
+        load_config("smoke", ["segmentation.arms=[baseline]"])
+
+
+def _probs(masks, noise_seed=0):
+    """Foreground / boundary probabilities that need a low threshold to find every object."""
+    from pipeline.segmentation.targets import make_target
+
+    rng = np.random.default_rng(noise_seed)
+    out = []
+    for m in masks:
+        t = make_target(m, "boundary").astype(np.float32)
+        out.append(np.clip(0.35 * t + rng.uniform(0, 0.05, t.shape), 0, 1).astype(np.float32))
+    return out
+
+
+def test_postprocessing_is_tuned_on_validation_and_ties_keep_the_defaults(cfg):
+    masks = [blob_pair(i)[1] for i in range(3)]
+    probs = _probs(masks)  # interiors at ~0.35-0.4: the default 0.5 threshold finds nothing
+    assert instances_from_probs(probs[0], "boundary", 0.5, 0.5, 8).max() == 0
+    best, rows = tune_postprocess(probs, masks, "boundary", cfg.evaluation, 8)
+    assert best["fg_threshold"] == 0.3 and best["val_f1"] > 0.8
+    assert len(rows) == len(cfg.evaluation.fg_grid) * len(cfg.evaluation.boundary_grid) * 4
+    empty = [np.zeros((2, 32, 32), np.float32)] * 2  # every setting scores 0: keep the defaults
+    flat, _ = tune_postprocess(empty, [np.zeros((32, 32), np.int32)] * 2, "boundary", cfg.evaluation, 8)
+    assert (flat["fg_threshold"], flat["boundary_threshold"], flat["min_object_area"]) == (0.5, 0.5, 8)
+
+
+def _counts(tp, fp, fn):
+    return np.array([tp, fp, fn], np.float64)
+
+
+def test_paired_bootstrap_interval_covers_the_difference_and_separates_a_real_gain():
+    rng = np.random.default_rng(0)
+    images = 60
+    ref = [np.stack([rng.integers(3, 6, images), rng.integers(0, 3, images), rng.integers(0, 3, images)]).astype(float)
+           for _ in range(3)]
+    better = [r + np.stack([np.ones(images), -np.minimum(1, r[1]), -np.minimum(1, r[2])]) for r in ref]
+    d, lo, hi = paired_bootstrap(better, ref, 1000, 0.95)
+    assert lo > 0 and lo <= d <= hi
+    d0, lo0, hi0 = paired_bootstrap(ref, ref, 500, 0.95)
+    assert d0 == 0 and lo0 == 0 and hi0 == 0  # identical arms: no difference, no spread
+
+
+def test_compare_words_a_gain_a_loss_and_a_capped_arm():
+    images = [f"im{i}" for i in range(30)]
+    rng = np.random.default_rng(1)
+    rows, per_image = [], {}
+
+    def add(arm, seed, tp_shift, cap=False):
+        i = len(rows)
+        tp = rng.integers(4, 8, len(images)) + tp_shift
+        per_image[i] = pd.DataFrame({"image": images, "tp": tp, "fp": 8 - tp, "fn": 8 - tp})
+        f1 = float(tp.sum() / (tp.sum() + (8 - tp).sum()))
+        rows.append({"arm": arm, "seed": seed, "n_real": 100, "f1": f1, "precision": f1, "recall": f1,
+                     "hit_cap": cap, "row_id": i})
+
+    for s in range(3):
+        add("real_only", s, 0)
+        add("pretrained:a", s, 2)
+        add("joint:a", s, -2)
+        add("pretrained:b", s, 2, cap=s == 1)
+    frame = pd.DataFrame(rows)
+    gain = compare(frame, per_image, "pretrained:a", 100, 100, 500)
+    loss = compare(frame, per_image, "joint:a", 100, 100, 500)
+    capped = compare(frame, per_image, "pretrained:b", 100, 100, 500)
+    assert gain.word == "helped" and gain.ci_low > 0 and "95% interval" in gain.sentence
+    assert loss.word == "hurt" and loss.ci_high < 0
+    assert capped.word == "inconclusive" and capped.capped == ["pretrained:b"] and "step cap" in capped.sentence
+
+
+def test_every_command_and_the_flow_see_the_same_splits(tmp_path):
+    """A fixed test list (data.test_list) reaches the flow's splits and the per-stage commands alike."""
+    from typer.testing import CliRunner
+
+    from pipeline import stages
+    from pipeline.cli import app
+    from pipeline.data.demo import render_demo_set
+    from pipeline.data.labeled_set import require_valid
+    from pipeline.masks.shape_bank import training_masks
+
+    render_demo_set(tmp_path / "set", n_images=16, size=64, seed=3)
+    report = require_valid(tmp_path / "set", 10**8, 10**5)
+    (tmp_path / "test.txt").write_text("\n".join(report.stems[:3]) + "\n")
+    over = [f"data.set={tmp_path / 'set'}", f"data.test_list={tmp_path / 'test.txt'}", "data.n_train=8",
+            "data.n_val=3", f"runtime.runs_dir={tmp_path / 'runs'}", f"segmentation.encoder={FAST_ENCODER}",
+            "segmentation.image_size=32", "segmentation.max_steps=2", "segmentation.eval_every=2",
+            "runtime.progress=false", "runtime.device=cpu"]
+    flow_splits = stages.prepare(load_config("smoke", over), run_id="r").splits
+    assert flow_splits["test"] == sorted(report.stems[:3])
+    stems, _ = training_masks(tmp_path / "set", load_config("smoke", over).data)
+    assert stems == flow_splits["train"]
+    res = CliRunner().invoke(app, ["train-seg", "--set", str(tmp_path / "set"), "--out", str(tmp_path / "seg"),
+                                   "--config", "smoke", *over])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "seg" / "splits.json").read_text()) == flow_splits
