@@ -117,7 +117,7 @@ def _object_rle(obj: RawObject, height: int, width: int) -> dict | str:
     if obj.rle is not None:
         size = obj.rle["size"]
         if [int(v) if isinstance(v, (int, float)) else v for v in size] != [height, width]:
-            return f"RLE size {size} does not match the image ({height}x{width}, as [height, width])"
+            return f"RLE size {size} ([height, width]) does not match the {width}x{height} image"
         counts = obj.rle["counts"]
         try:
             if isinstance(counts, (str, bytes)):

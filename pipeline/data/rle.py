@@ -61,7 +61,7 @@ def check_counts(counts, height: int, width: int) -> np.ndarray:
         raise RLEError("counts hold a negative run length")
     total = int(arr.sum())
     if total != height * width:
-        raise RLEError(f"runs cover {total:,} pixels, the mask size {height}x{width} has {height * width:,}")
+        raise RLEError(f"runs cover {total:,} pixels, the {width}x{height} image has {height * width:,}")
     return arr
 
 
