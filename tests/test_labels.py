@@ -334,7 +334,7 @@ def test_bad_annotations_one_line_each(tmp_path):
     expected = {
         "annotation 11": "needs at least 3", "annotation 12": "outside the 60x40 image",
         "annotation 13": "bbox", "annotation 14": "annotation for an image that is not there",
-        "annotation 15": "category_id 7", "annotation 16": "does not match the image",
+        "annotation 15": "category_id 7", "annotation 16": "does not match the 60x40 image",
         "annotation 17": "runs cover 10 pixels", "annotation 18": "box only",
         "annotation 19": "RLE compressed counts", "gone.png": "annotation for an image that is not there",
     }
