@@ -408,3 +408,27 @@ def test_rle_runs_match_pycocotools():
         runs = counts_from_string(mask_util.encode(np.asfortranarray(m))["counts"])
         assert int(runs.sum()) == h * w
         assert np.array_equal(paint(h, w, [runs], [0]), m.astype(np.int32))
+
+
+def test_label_studio_and_cvat_subset_layouts(tmp_path):
+    """Label Studio: result.json whose file_name carries folders (Windows separators too);
+    newer CVAT: images/<subset>/ beside annotations/instances_<subset>.json."""
+    ls = tmp_path / "ls"
+    image(ls / "images" / "5f3c2a1b-img001.png")
+    coco = {"images": [{"id": 7, "file_name": "images\\5f3c2a1b-img001.png", "height": H, "width": W}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 0, "segmentation": [rect(3, 3, 9, 9)]}],
+            "categories": [{"id": 0, "name": "pellet"}]}
+    (ls / "result.json").write_text(json.dumps(coco))
+    report = validate_set(ls)
+    assert report.ok, report.errors
+    assert report.stems == ["5f3c2a1b-img001"] and "Label Studio" in report.label_format
+    assert validate_set(ls, check_pixels=False).stems == report.stems
+
+    cvat = tmp_path / "cvat"
+    cvat_coco_set(cvat)
+    (cvat / "images" / "default").mkdir()
+    for f in ("f1.png", "f2.png", "f3.png"):
+        (cvat / "images" / f).rename(cvat / "images" / "default" / f)
+    report = validate_set(cvat)
+    assert report.ok, report.errors
+    assert report.stems == ["f1", "f2"] and report.pairs[0].image.parent.name == "default"
