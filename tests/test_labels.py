@@ -432,3 +432,17 @@ def test_label_studio_and_cvat_subset_layouts(tmp_path):
     report = validate_set(cvat)
     assert report.ok, report.errors
     assert report.stems == ["f1", "f2"] and report.pairs[0].image.parent.name == "default"
+
+
+def test_degenerate_outline_is_a_note_and_image_becomes_negative(tmp_path):
+    root = tmp_path / "sliver"
+    image(root / "images" / "a.png")
+    (root / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+        "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "segmentation": [[10, 10, 20, 10, 30, 10]]}],
+        "categories": [{"id": 1, "name": "rock"}]}))
+    report = validate_set(root)
+    assert report.ok, report.errors
+    assert any("annotation 5" in n and "covers no pixel" in n for n in report.notes)
+    assert any("a.png" in n and "negative" in n for n in report.notes)
+    assert report.pairs[0].n_objects == 0 and load_mask(report.pairs[0]).max() == 0

@@ -75,7 +75,7 @@ class ImageLabels:
         """Refs of objects no pixel of which survives the overlap rule."""
         inst = rle_codes.paint(self.height, self.width, self.objects, self.paint_order())
         present = set(np.unique(inst).tolist())
-        return [self.refs[i] for i in range(len(self.objects)) if i + 1 not in present and rle_codes.area(self.objects[i])]
+        return [self.refs[i] for i in range(len(self.objects)) if i + 1 not in present]
 
 
 # ------------------------------------------------------------------------------------ rasterizing
@@ -189,12 +189,16 @@ def build_labels(raw: RawImage, height: int, width: int, chosen: set[str] | None
         pending.append([got])
         labels.refs.append(obj.ref)
         labels.categories.append(obj.category)
-    for parts in pending:
-        labels.objects.append(_runs(_merge(parts, height, width)))
-    for i, runs in enumerate(labels.objects):
-        if rle_codes.area(runs) == 0:
-            notes.append(f"{raw.source}: {labels.refs[i]}: covers no pixel; ignored")
-    return labels
+    kept = ImageLabels(height, width)
+    for parts, ref, category in zip(pending, labels.refs, labels.categories):
+        runs = _runs(_merge(parts, height, width))
+        if rle_codes.area(runs) == 0:  # a sliver or a degenerate outline: nothing to learn from
+            notes.append(f"{raw.source}: {ref}: covers no pixel; ignored")
+            continue
+        kept.objects.append(runs)
+        kept.refs.append(ref)
+        kept.categories.append(category)
+    return kept
 
 
 # ---------------------------------------------------------------------------------- set validation

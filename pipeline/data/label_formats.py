@@ -277,7 +277,9 @@ def parse_labelme(path: Path, image_dir: Path, out: Parsed) -> None:
             continue
         kind = shape.get("shape_type") or "polygon"
         label = str(shape.get("label", ""))
-        obj = RawObject(f"shape {k + 1} ({kind}, label '{label}')", label, group=shape.get("group_id"))
+        group = shape.get("group_id")
+        group = group if group is None or isinstance(group, (int, str)) else json.dumps(group)
+        obj = RawObject(f"shape {k + 1} ({kind}, label '{label}')", label, group=group)
         pts = shape.get("points")
         if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 and all(_num(v) for v in p) for p in pts):
             obj.problem = "points are not a list of [x, y] number pairs"
