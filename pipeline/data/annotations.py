@@ -35,7 +35,7 @@ import numpy as np
 
 from . import rle as rle_codes
 from .images import IMAGE_EXTS, InputError, decode, is_gray, to_internal_image
-from .label_formats import LabelSource, Parsed, RawImage, RawObject, find_sources, parse
+from .label_formats import Parsed, RawImage, RawObject, find_sources, parse
 
 EDGE_TOLERANCE = 1.0  # pixels an outline may reach past the image border before it is an error
 NEGATIVE_SHARE_NOTE = 0.2  # above this share of empty images, a note asks whether they are unlabeled
@@ -90,6 +90,10 @@ def _outside(xs: np.ndarray, ys: np.ndarray, width: int, height: int) -> str | N
     return None
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _object_rle(obj: RawObject, height: int, width: int) -> dict | str:
     """pycocotools RLE (compressed) of one object on a height x width image, or the problem."""
     from pycocotools import mask as mask_util
@@ -97,7 +101,7 @@ def _object_rle(obj: RawObject, height: int, width: int) -> dict | str:
     if obj.polygons is not None:
         parts = []
         for poly in obj.polygons:
-            if not isinstance(poly, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly):
+            if not isinstance(poly, list) or not all(_is_number(v) for v in poly):
                 return "polygon coordinates are not numbers"
             if not all(math.isfinite(v) for v in poly):
                 return "polygon has a non-finite coordinate"
@@ -122,7 +126,8 @@ def _object_rle(obj: RawObject, height: int, width: int) -> dict | str:
         try:
             if isinstance(counts, (str, bytes)):
                 runs = rle_codes.check_counts(rle_codes.counts_from_string(counts), height, width)
-                return {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts, "_runs": runs}
+                raw = counts.encode("ascii") if isinstance(counts, str) else counts
+                return {"size": [height, width], "counts": raw, "_runs": runs}
             runs = rle_codes.check_counts(counts, height, width)
         except rle_codes.RLEError as e:
             return f"RLE {e}"
@@ -154,11 +159,14 @@ def _merge(rles: list[dict], height: int, width: int) -> dict:
         if "counts" in r:
             compressed.append({"size": [height, width], "counts": r["counts"]})
         else:  # uncompressed runs: let pycocotools compress them
-            compressed.append(mask_util.frPyObjects({"size": [height, width], "counts": r["_runs"].tolist()}, height, width))
+            rle = {"size": [height, width], "counts": r["_runs"].tolist()}
+            compressed.append(mask_util.frPyObjects(rle, height, width))
     return mask_util.merge(compressed)
 
 
-def build_labels(raw: RawImage, height: int, width: int, chosen: set[str] | None, errors: list[str], notes: list[str]) -> ImageLabels:
+def build_labels(
+    raw: RawImage, height: int, width: int, chosen: set[str] | None, errors: list[str], notes: list[str]
+) -> ImageLabels:
     """Check and rasterize one image's objects; problems go to ``errors``/``notes`` one line each,
     naming the label file and the annotation."""
     labels = ImageLabels(height, width)
@@ -269,7 +277,9 @@ def validate_annotated(report, max_pixels: int, max_instances: int, check_pixels
     entries: dict[str, RawImage] = {}
     for raw in parsed.images:
         if raw.stem in entries:
-            report.errors.append(f"{raw.source}: {raw.ref}: a second entry for image '{raw.stem}' (also {entries[raw.stem].ref}); refused")
+            report.errors.append(
+                f"{raw.source}: {raw.ref}: a second entry for image '{raw.stem}' (also {entries[raw.stem].ref}); refused"
+            )
             continue
         entries[raw.stem] = raw
 
@@ -279,7 +289,8 @@ def validate_annotated(report, max_pixels: int, max_instances: int, check_pixels
         ipath = files.get(stem)
         if ipath is None:
             report.errors.append(
-                f"{raw.source}: {raw.ref}: no image file '{stem}.*' in {raw.image_dir} (annotation for an image that is not there)"
+                f"{raw.source}: {raw.ref}: no image file '{stem}.*' in {raw.image_dir} "
+                "(annotation for an image that is not there)"
             )
             continue
         height, width = raw.height, raw.width
@@ -293,7 +304,9 @@ def validate_annotated(report, max_pixels: int, max_instances: int, check_pixels
                 continue
             ih, iw = img.shape[:2]
             if height is not None and (ih, iw) != (height, width):
-                report.errors.append(f"{ipath}: image is {iw}x{ih}, {raw.source.name} {raw.ref} says {width}x{height}")
+                report.errors.append(
+                    f"{ipath}: image is {iw}x{ih}, {raw.source.name} {raw.ref} says {width}x{height}"
+                )
                 continue
             height, width = ih, iw
         n_err = len(report.errors)
@@ -301,7 +314,9 @@ def validate_annotated(report, max_pixels: int, max_instances: int, check_pixels
         if len(report.errors) > n_err:
             continue
         if len(labels.objects) > max_instances:
-            report.errors.append(f"{raw.source}: {raw.ref}: {len(labels.objects)} objects, over the limit of {max_instances}")
+            report.errors.append(
+                f"{raw.source}: {raw.ref}: {len(labels.objects)} objects, over the limit of {max_instances}"
+            )
             continue
         n_crowd += sum(o.crowd for o in raw.objects if chosen is None or o.category in chosen)
         n_objects = len(labels.objects)
@@ -311,16 +326,21 @@ def validate_annotated(report, max_pixels: int, max_instances: int, check_pixels
             n_objects = int(labels.instance_map().max())
         if not labels.objects:
             negatives.append(stem)
-            report.notes.append(f"{ipath}: {raw.negative_rule}{' of the chosen categories' if chosen else ''}; used as an empty (negative) image")
+            which = " of the chosen categories" if chosen else ""
+            report.notes.append(f"{ipath}: {raw.negative_rule}{which}; used as an empty (negative) image")
         report.pairs.append(Pair(stem, ipath, raw.source, height, width, n_objects, labels=labels))
     if check_pixels:
         report.channels = 1 if gray_all else 3
 
     for stem in sorted(set(files) - set(entries)):
-        report.notes.append(f"{files[stem]}: no entry in the label file(s); treated as unlabeled (goes to the unlabeled images)")
+        report.notes.append(
+            f"{files[stem]}: no entry in the label file(s); treated as unlabeled (goes to the unlabeled images)"
+        )
         report.unlabeled.append(files[stem])
     if n_crowd:
-        report.notes.append(f"{n_crowd} iscrowd annotation(s) read as one object each (CVAT writes its brush masks this way)")
+        report.notes.append(
+            f"{n_crowd} iscrowd annotation(s) read as one object each (CVAT writes its brush masks this way)"
+        )
     if report.pairs and len(negatives) > NEGATIVE_SHARE_NOTE * len(report.pairs):
         report.notes.append(
             f"{len(negatives)} of {len(report.pairs)} labeled images have no annotations and count as empty (negative) "

@@ -105,7 +105,8 @@ def find_sources(set_dir: Path) -> list[LabelSource]:
             out.append(LabelSource("COCO", path, folder, "CVAT COCO"))
     if (set_dir / ROBOFLOW_NAME).is_file():  # Roboflow: one split folder, images beside the file
         out.append(LabelSource("COCO", set_dir / ROBOFLOW_NAME, set_dir, "Roboflow COCO"))
-    for sub in sorted(p for p in set_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) if set_dir.is_dir() else []:
+    subs = sorted(p for p in set_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) if set_dir.is_dir() else []
+    for sub in subs:
         if (sub / ROBOFLOW_NAME).is_file():  # Roboflow: train/ valid/ test/ split folders
             out.append(LabelSource("COCO", sub / ROBOFLOW_NAME, sub, "Roboflow COCO"))
     if (set_dir / CVAT_XML_NAME).is_file():
@@ -130,7 +131,9 @@ def _read_limited(path: Path, out: Parsed) -> bytes | None:
     try:
         size = path.stat().st_size
         if size > MAX_LABEL_FILE_BYTES:
-            out.errors.append(f"{path}: {size:,} bytes, over the {MAX_LABEL_FILE_BYTES:,}-byte limit for a label file")
+            out.errors.append(
+                f"{path}: {size:,} bytes, over the {MAX_LABEL_FILE_BYTES:,}-byte limit for a label file"
+            )
             return None
         return path.read_bytes()
     except OSError as e:
@@ -173,7 +176,7 @@ def parse_coco(source: LabelSource, out: Parsed) -> None:
     coco = _load_json(path, out)
     if coco is None:
         return
-    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) or not isinstance(coco.get("annotations"), list):
+    if not (isinstance(coco, dict) and isinstance(coco.get("images"), list) and isinstance(coco.get("annotations"), list)):
         out.errors.append(f"{path}: not a COCO instances file (needs 'images' and 'annotations' lists)")
         return
     cats: dict[Any, str] = {}
@@ -206,7 +209,10 @@ def parse_coco(source: LabelSource, out: Parsed) -> None:
         ref = f"annotation {ann['id']}" if "id" in ann else f"annotation #{k + 1}"
         image = by_id.get(ann.get("image_id"))
         if image is None:
-            out.errors.append(f"{path}: {ref}: image_id {ann.get('image_id')!r} has no image entry (annotation for an image that is not there)")
+            out.errors.append(
+                f"{path}: {ref}: image_id {ann.get('image_id')!r} has no image entry "
+                "(annotation for an image that is not there)"
+            )
             continue
         ref = f"{ref} (image '{image.file_name}')"
         if ann.get("category_id") not in cats:
@@ -247,7 +253,8 @@ def _labelme_mask(shape: dict, pts: list) -> tuple[int, int, np.ndarray] | str:
     import cv2
 
     try:
-        arr = cv2.imdecode(np.frombuffer(base64.b64decode(shape.get("mask") or ""), np.uint8), cv2.IMREAD_GRAYSCALE)
+        png = base64.b64decode(shape.get("mask") or "")
+        arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) if png else None
     except (ValueError, TypeError):
         arr = None
     if arr is None:
@@ -281,7 +288,7 @@ def parse_labelme(path: Path, image_dir: Path, out: Parsed) -> None:
         group = group if group is None or isinstance(group, (int, str)) else json.dumps(group)
         obj = RawObject(f"shape {k + 1} ({kind}, label '{label}')", label, group=group)
         pts = shape.get("points")
-        if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 and all(_num(v) for v in p) for p in pts):
+        if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 and all(map(_num, p)) for p in pts):
             obj.problem = "points are not a list of [x, y] number pairs"
         elif kind == "polygon":
             obj.polygons = [[float(v) for p in pts for v in p]]
@@ -376,7 +383,8 @@ def parse_cvat_xml(source: LabelSource, out: Parsed) -> None:
 def _cvat_shape(shape: ET.Element, obj: RawObject) -> None:
     tag = shape.tag
     if tag == "polygon":
-        pts = [float(v) for pair in (shape.get("points") or "").split(";") if pair.strip() for v in pair.split(",")]
+        pairs = [pair for pair in (shape.get("points") or "").split(";") if pair.strip()]
+        pts = [float(v) for pair in pairs for v in pair.split(",")]
         if any(not math.isfinite(v) for v in pts):
             raise ValueError
         obj.polygons = [pts]
@@ -385,7 +393,8 @@ def _cvat_shape(shape: ET.Element, obj: RawObject) -> None:
         left, top = int(float(shape.get("left"))), int(float(shape.get("top")))
         width, height = int(float(shape.get("width"))), int(float(shape.get("height")))
         if width <= 0 or height <= 0 or any(v < 0 for v in rle) or sum(rle) != width * height:
-            obj.problem = f"<mask> rle covers {sum(rle):,} pixels, its {width}x{height} rectangle has {max(width, 0) * max(height, 0):,}"
+            n = max(width, 0) * max(height, 0)
+            obj.problem = f"<mask> rle covers {sum(rle):,} pixels, its {width}x{height} rectangle has {n:,}"
             return
         # CVAT's mask code: run lengths over the rectangle in row-major order, background first
         values = np.arange(len(rle)) % 2 == 1
