@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def validate(
-        path: Path = typer.Argument(..., help="a labeled-set folder (images/, masks/, optional unlabeled/, set.yaml)"),
+        path: Path = typer.Argument(..., help="a labeled-set folder (images/ + masks/, or images/ + COCO / LabelMe / CVAT labels; optional unlabeled/, set.yaml)"),
         max_pixels: int = typer.Option(40_000_000, help="refuse images with more pixels than this"),
         max_instances: int = typer.Option(65_535, help="refuse masks with more objects than this"),
         show_notes: bool = typer.Option(True, help="list ignored files"),

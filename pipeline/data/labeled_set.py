@@ -6,7 +6,11 @@ A labeled set is a folder::
     <set>/masks/<stem>.<png|tif|bmp>          required, matched to images by stem
     <set>/unlabeled/*                         optional, images without masks
     <set>/set.yaml                            optional: display_name, object_name, notes,
-                                              test (list of stems), pixel_size, pixel_unit
+                                              test (list of stems), pixel_size, pixel_unit,
+                                              categories (annotation-file sets)
+
+Instead of ``masks/``, the labels may be annotation files (COCO, LabelMe, CVAT XML); see
+:mod:`pipeline.data.annotations`, which fills the same report.
 
 The pipeline only reads a set; nothing here opens a file for writing.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -34,6 +39,7 @@ class SetInfo(BaseModel):
     pixel_size: float | None = None  # physical size of one pixel, for object sizes in units
     pixel_unit: str = "px"
     procedural: bool = False  # True for the generated demo set
+    categories: list[str] | None = None  # annotation-file sets: categories that count (default all)
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Pair:
     height: int
     width: int
     n_objects: int
+    labels: Any = None  # annotation-file sets: ImageLabels drawing the mask (``mask`` names the label file)
 
 
 @dataclass
@@ -58,6 +65,8 @@ class SetReport:
     notes: list[str] = field(default_factory=list)
     channels: int = 1
     info: SetInfo = field(default_factory=SetInfo)
+    label_format: str = "masks/"  # or the annotation format and file(s) the labels came from
+    categories: list[str] = field(default_factory=list)  # annotation categories used as objects
 
     @property
     def ok(self) -> bool:
@@ -74,6 +83,7 @@ class SetReport:
         return (
             f"{self.name}{tag}: {len(self.pairs)} labeled pairs, {n_obj} objects, {kind}, "
             f"{len(self.unlabeled)} unlabeled images"
+            + (f"; labels: {self.label_format}, categories: {', '.join(self.categories)}" if self.categories else "")
         )
 
 
@@ -147,10 +157,17 @@ def validate_set(
         return report
     if (set_dir / SET_YAML_NAME).is_file():
         _read_set_yaml(set_dir / SET_YAML_NAME, report)
+    from .annotations import validate_annotated  # COCO / LabelMe / CVAT labels instead of masks/
+
+    if validate_annotated(report, max_pixels, max_instances, check_pixels):
+        return report
     img_dir, mask_dir = set_dir / "images", set_dir / "masks"
     for d in (img_dir, mask_dir):
         if not d.is_dir():
-            report.errors.append(f"{d}: missing folder (a labeled set needs images/ and masks/)")
+            report.errors.append(
+                f"{d}: missing folder (a labeled set needs images/ and masks/, or images/ and "
+                "annotations.json / annotations.xml / LabelMe JSON; README 'Bring your labels')"
+            )
     if not report.ok:
         return report
 
@@ -232,8 +249,14 @@ def load_pair(report: SetReport, stem: str) -> tuple[np.ndarray, np.ndarray]:
     """(image float32 HxWxC, instance mask int32 HxW) for one stem of a validated set."""
     pair = next(p for p in report.pairs if p.stem == stem)
     image = to_internal_image(decode(pair.image), report.channels, pair.image)
-    mask = to_instance_mask(decode(pair.mask), pair.mask)
-    return image, mask
+    return image, load_mask(pair)
+
+
+def load_mask(pair: Pair) -> np.ndarray:
+    """int32 instance mask of one validated pair: drawn from its annotations, or read from its mask file."""
+    if pair.labels is not None:
+        return pair.labels.instance_map()
+    return to_instance_mask(decode(pair.mask), pair.mask)
 
 
 def load_pairs(report: SetReport, stems: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -4,7 +4,8 @@ Writes ``OUT_DIR/annotations.json`` and ``OUT_DIR/images/<name>.png``. Each inst
 annotation with an uncompressed-size RLE (pycocotools' compressed ``counts`` string), its area and
 its bounding box, ``iscrowd`` 0 and one category (set.yaml ``object_name``, else ``object``). So
 other tools (detectron2, mmdetection, ultralytics converters) can train on the real or the
-synthetic pairs. The source is only read.
+synthetic pairs. The source is only read. The output is itself a labeled set (images/ +
+annotations.json): validating or exporting it again gives back the same instance maps.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.images import InputError, decode, to_instance_mask
+from ..data.images import InputError, decode
+from ..data.label_formats import find_sources
 from ..io import write_bytes, write_json, write_png
 
 
@@ -28,13 +30,13 @@ def _png_bytes_or_none(path: Path) -> bytes | None:
 
 
 def _labeled_set_items(source: Path) -> tuple[str, Iterator[tuple[str, Path, np.ndarray]]]:
-    from ..data.labeled_set import require_valid
+    from ..data.labeled_set import load_mask, require_valid
 
     report = require_valid(source)
 
     def items():
         for pair in report.pairs:
-            yield pair.stem, pair.image, to_instance_mask(decode(pair.mask), pair.mask)
+            yield pair.stem, pair.image, load_mask(pair)
 
     return report.info.object_name, items()
 
@@ -88,10 +90,10 @@ def export_coco(source: Path, out_dir: Path, category: str | None = None, progre
         raise InputError(f"{out_dir}: output folder is inside the source; choose another (the source is never written to)")
     if _is_pair_store(source):
         kind, (name, items) = "synthetic pair store", _pair_store_items(source)
-    elif (source / "images").is_dir() and (source / "masks").is_dir():
+    elif ((source / "images").is_dir() and (source / "masks").is_dir()) or find_sources(source):
         kind, (name, items) = "labeled set", _labeled_set_items(source)
     else:
-        raise InputError(f"{source}: neither a labeled set (images/ + masks/) nor a synthetic pair store (manifest.parquet)")
+        raise InputError(f"{source}: neither a labeled set (images/ + masks/ or annotation files) nor a synthetic pair store (manifest.parquet)")
     name = category or name
     images, annotations = [], []
     for image_id, (stem, image_path, mask) in enumerate(tqdm(items, desc="export-coco", unit="img", disable=not progress), 1):

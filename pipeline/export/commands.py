@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
     @app.command("export-coco")
     @user_errors
     def export_coco_cmd(
-        source: Path = typer.Argument(..., help="labeled set (images/ + masks/) or synthetic pair store folder"),
+        source: Path = typer.Argument(..., help="labeled set (images/ + masks/ or annotation files) or synthetic pair store folder"),
         out_dir: Path = typer.Argument(..., help="output folder: annotations.json + images/"),
         category: str | None = typer.Option(None, help="category name (default: set.yaml object_name, else 'object')"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),

@@ -191,12 +191,11 @@ def build_shape_bank(
 def training_masks(set_dir: str | Path, data_cfg) -> tuple[list[str], list[np.ndarray]]:
     """(stems, instance masks) of a labeled set's training split under ``data_cfg`` (a DataConfig).
     The set must be valid: raises ``SetInvalid`` (an InputError listing every problem) otherwise."""
-    from ..data.images import read_mask
-    from ..data.labeled_set import require_valid
+    from ..data.labeled_set import load_mask, require_valid
     from ..data.splits import splits_for
 
     report = require_valid(set_dir, data_cfg.max_image_pixels, data_cfg.max_instances)
     splits = splits_for(report, data_cfg)
     pairs = {p.stem: p for p in report.pairs}
     stems = splits["train"]
-    return stems, [read_mask(pairs[s].mask) for s in stems]
+    return stems, [load_mask(pairs[s]) for s in stems]
