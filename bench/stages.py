@@ -10,9 +10,9 @@ of work, timed here separately on the real splits of a set:
 
 Each variant is a list of config overrides (``before`` and ``after``); variants alternate inside
 every repeat so both see the same machine state, and the table reports medians and the after/before
-ratio. From the medians it also derives the seconds the default flow's nine arms (3 seeds x
-baseline, long baseline, pretrained) would spend, step counts and validation passes taken from the
-config.
+ratio. From the medians it also derives the seconds the arms of one seed would spend at given step
+counts (``--arm-steps``: the steps each phase ran to its plateau in a finished run, e.g. the
+run's results.csv), one validation pass every ``eval_every`` steps.
 
     PYTHONPATH=$PWD python bench/stages.py --set demo --repeats 3 \\
         --before segmentation.channels_last=false --after segmentation.channels_last=true
@@ -60,14 +60,12 @@ def time_variant(cfg, ctx, steps: int, work: Path, seed: int = 0) -> dict[str, f
     return out
 
 
-def flow_seconds(cfg, per_step: float, validate: float, test: float) -> float:
-    """The default flow's arms (every seed: baseline, long baseline, pretrained), from phase medians."""
-    seg = cfg.segmentation
-    pre, fine, every = seg.pretrain_steps, seg.finetune_steps, seg.eval_every
+def flow_seconds(cfg, per_step: float, validate: float, test: float, phase_steps: list[int]) -> float:
+    """Seconds for phases of the given step counts (each to its plateau), from phase medians: every
+    phase validates every ``eval_every`` steps; every arm (taken as one per two phases at most) tests once."""
+    every = cfg.segmentation.eval_every
     passes = lambda n: -(-n // every)  # noqa: E731  (validation every `every` steps and at the end)
-    one_seed = (fine + (pre + fine) + (pre + fine)) * per_step
-    one_seed += (passes(fine) + passes(pre + fine) + passes(pre) + passes(fine)) * validate + 3 * test
-    return one_seed * len(seg.seeds)
+    return sum(n * per_step + passes(n) * validate for n in phase_steps) + len(phase_steps) * test
 
 
 def main(argv=None) -> int:
@@ -78,6 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--before", nargs="*", default=["segmentation.channels_last=false"])
     ap.add_argument("--after", nargs="*", default=["segmentation.channels_last=true"])
+    ap.add_argument("--arm-steps", nargs="*", type=int, default=[1000, 1000, 500, 1000],
+                    help="steps of each phase of one seed (real_only, pretrain, finetune, joint) for the derived time")
     ap.add_argument("--out", help="write <out>.json and <out>.md")
     ap.add_argument("overrides", nargs="*", help="section.key=value for both variants")
     args = ap.parse_args(argv)
@@ -102,7 +102,8 @@ def main(argv=None) -> int:
 
     med = {v: {p: statistics.median(times[v][p]) for p in PHASES} for v in variants}
     cfg = cfgs["before"]
-    flow = {v: flow_seconds(cfg, med[v]["train"] / args.steps, med[v]["validate"], med[v]["test"]) for v in variants}
+    flow = {v: flow_seconds(cfg, med[v]["train"] / args.steps, med[v]["validate"], med[v]["test"], args.arm_steps)
+            for v in variants}
     sizes = {k: len(ctx.splits[k]) for k in ("train", "val", "test")}
     lines = [
         f"Set `{args.set}` ({sizes['val']} validation, {sizes['test']} test images), config `{args.config}` "
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     ]
     for p in PHASES:
         lines.append(f"| {p} | {med['before'][p]:.2f} | {med['after'][p]:.2f} | {med['after'][p] / med['before'][p]:.2f} |")
-    lines.append(f"| default flow's 9 arms (derived) | {flow['before']:.0f} | {flow['after']:.0f} | "
+    lines.append(f"| one seed's phases {args.arm_steps} steps (derived) | {flow['before']:.0f} | {flow['after']:.0f} | "
                  f"{flow['after'] / flow['before']:.2f} |")
     print("\n".join(lines))
     if args.out:
