@@ -203,6 +203,8 @@ class RuntimeConfig(Section):
     dask_address: str | None = None  # existing Dask scheduler; None with task_runner=dask = local cluster
     dask_workers: int = Field(2, ge=1)
     max_parallel_tasks: int = Field(1, ge=1)  # thread runner: stages already use every core, so 1 on CPU
+    # bf16 autocast: auto = on CUDA and on CPUs with native bf16 (AVX512_BF16 / AMX), fp32 elsewhere
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     runs_dir: str = "runs"
     progress: bool = True
 

@@ -272,6 +272,9 @@ def stage_generate(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> tupl
     from .generators.generate import generate_pairs
 
     def compute(d: Path) -> None:
+        from .device import configure
+
+        configure(ctx.cfg.runtime)
         if ctx.cfg.generator.model == "copypaste":
             from .generators.copypaste import BANK_FILE, generate_copypaste_pairs
 

@@ -181,3 +181,30 @@ def test_every_command_and_the_flow_see_the_same_splits(tmp_path):
                                    "--config", "smoke", *over])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "seg" / "splits.json").read_text()) == flow_splits
+
+
+def test_bf16_autocast_only_where_the_cpu_does_bf16_natively(monkeypatch):
+    from types import SimpleNamespace
+
+    from pipeline import device as dev
+
+    cpu = torch.device("cpu")
+    try:
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+        dev.configure(SimpleNamespace(threads=None, precision="auto"))
+        assert not dev.uses_bf16(cpu)  # emulated bf16 is slower than fp32: keep fp32
+        with dev.autocast(cpu):
+            assert torch.get_autocast_dtype("cpu") != torch.bfloat16 or not torch.is_autocast_enabled("cpu")
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+        assert dev.uses_bf16(cpu)
+        with dev.autocast(cpu):
+            assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        with dev.autocast(cpu, enabled=False):  # the stage's own switch still wins
+            assert not torch.is_autocast_enabled("cpu")
+        dev.configure(SimpleNamespace(threads=None, precision="fp32"))
+        assert not dev.uses_bf16(cpu) and not dev.uses_bf16(torch.device("cuda"))
+        dev.configure(SimpleNamespace(threads=None, precision="bf16"))
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+        assert dev.uses_bf16(cpu)  # asked for explicitly
+    finally:
+        dev.configure(SimpleNamespace(threads=None, precision="auto"))

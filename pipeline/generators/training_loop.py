@@ -24,7 +24,7 @@ import torch
 
 from ..config import Config, GeneratorConfig
 from ..data.images import InputError
-from ..device import autocast, pick_device
+from ..device import autocast, configure, pick_device
 from ..io import load_torch, read_json, save_torch, write_json, write_png, write_text
 from .base import MASK_CHANNELS, GeneratorModel
 from .dataset import CropSampler
@@ -321,6 +321,7 @@ def train_generator(
         return final
     if not train_pairs:
         raise InputError(f"{out_dir}: no training pairs given")
+    configure(cfg.runtime)
     device = device or pick_device(cfg.runtime.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(cfg, train_pairs, out_dir, device, progress and cfg.runtime.progress)

@@ -80,7 +80,7 @@ def measure_quality(
     seed: int = 0,
 ) -> dict:
     """``{metric: {"value", "meaning"}}`` plus details. ``generator_ckpt=None`` (copy-paste) skips diversity."""
-    from ..device import pick_device
+    from ..device import configure, pick_device
     from ..generators.quality import diversity, mask_fidelity, realism_c2st
     from ..segmentation.training import load_segmentation_model, predict_instances
 
@@ -88,6 +88,7 @@ def measure_quality(
     q = cfg.quality
     synth = _sample(store, q.images, seed)
     threshold = cfg.evaluation.iou_threshold
+    configure(cfg.runtime)
     device = pick_device(cfg.runtime.device)
     model, meta = load_segmentation_model(segmenter_ckpt, device)  # once, not per batch
     seg_cfg = cfg.model_copy(update={"segmentation": cfg.segmentation.model_copy(update={"target": meta["target"]})})

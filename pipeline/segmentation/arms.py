@@ -106,7 +106,7 @@ def run_arm(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path], out_di
     import pandas as pd
     import torch
 
-    from ..device import pick_device
+    from ..device import configure, pick_device
     from ..evaluation.metrics import equivalent_diameters, evaluate_instances, json_safe
     from ..io import atomic_path, read_json, write_json, write_npz
     from .dataset import RealPairsDataset, SyntheticPairsDataset
@@ -141,6 +141,7 @@ def run_arm(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path], out_di
                        f"{phase}_stop": m["stop_reason"], f"{phase}_seconds": round(m["time_s"], 1)}
     hit_cap = any(phase_info[f"{p}_stop"] == "cap" for p, _ in phases)
 
+    configure(cfg.runtime)
     device = pick_device(cfg.runtime.device)
     model, meta = load_segmentation_model(ckpt, device)
     kind = meta["target"]

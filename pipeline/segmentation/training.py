@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.images import InputError
-from ..device import autocast, pick_device
+from ..device import autocast, configure, pick_device
 from ..io import load_torch, load_user_torch, save_torch, write_json, write_text
 from .dataset import InfiniteSampler, RealPairsDataset
 from .models import create_model
@@ -332,8 +332,7 @@ def train_segmentation(
         raise InputError(f"steps={steps}: need at least one training step")
     batch_size = int(batch_size or seg.batch_size)
     device = pick_device(cfg.runtime.device) if device is None else torch.device(device)
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
+    configure(cfg.runtime)
     dataset = train if isinstance(train, Dataset) else RealPairsDataset(
         train, seg.image_size, seg.target, seed=seed, foreground=seg.foreground_crops
     )
