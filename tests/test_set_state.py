@@ -59,3 +59,40 @@ def test_same_name_other_folder_is_a_changed_set(tmp_path):
     stages.remember_set(load_config("smoke", [f"data.set={a}", runs]))
     assert stages.set_changed(load_config("smoke", [f"data.set={b}", runs]))
     assert not stages.set_changed(load_config("smoke", [f"data.set={a}", runs]))
+
+
+def test_set_hash_ignores_os_and_editor_files(tmp_path):
+    root = _small_set(tmp_path / "s")
+    h = set_content_hash(root)
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "images" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "masks" / "Thumbs.db").write_bytes(b"thumbs")
+    (root / "masks" / "s0.png~").write_bytes(b"backup")
+    (root / "images" / ".s0.png.swp").write_bytes(b"swap")
+    (root / "images" / "notes.txt").write_text("not read by the pipeline")
+    (root / "images" / "old").mkdir()
+    (root / "images" / "old" / "x.png").write_bytes(b"sub-folders are ignored")
+    assert set_content_hash(root) == h
+
+
+def test_set_hash_follows_content_not_size_and_mtime(tmp_path):
+    root = _small_set(tmp_path / "s")
+    h = set_content_hash(root)
+    mask = root / "masks" / "s1.png"
+    st = mask.stat()
+    data = bytearray(mask.read_bytes())
+    data[-20] ^= 0x01  # same size, one byte differs
+    mask.write_bytes(bytes(data))
+    os.utime(mask, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert mask.stat().st_size == st.st_size and mask.stat().st_mtime_ns == st.st_mtime_ns
+    assert set_content_hash(root) != h
+
+
+def test_set_hash_follows_renames_and_set_yaml(tmp_path):
+    root = _small_set(tmp_path / "s")
+    h = set_content_hash(root)
+    (root / "images" / "s1.png").rename(root / "images" / "s9.png")
+    h2 = set_content_hash(root)
+    assert h2 != h
+    (root / "set.yaml").write_text("display_name: other\n")
+    assert set_content_hash(root) != h2
