@@ -84,11 +84,12 @@ def test_generate_refuses_files_that_are_no_checkpoint_on_one_line(ckpt_and_mask
     torch.save({"model": Path("/somewhere"), "cfg": GenerationConfig()}, pickled)  # needs full unpickling
     plain = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(3)}, plain)
-    for bad in (garbage, pickled, plain):
+    for bad, why in ((garbage, "not a PyTorch file"), (pickled, "Python objects besides tensors"),
+                     (plain, "not a generator checkpoint")):
         out = tmp_path / f"out_{bad.stem}"
         res = CliRunner().invoke(app, ["generate", "--checkpoint", str(bad), "--masks", str(masks.root), "--out", str(out),
                                        "--count", "2", "--config", "smoke", "runtime.progress=false", "runtime.device=cpu"])
         assert res.exit_code != 0
         line = _one_error_line(res.output)
-        assert str(bad) in line
+        assert str(bad) in line and why in line
         assert not out.exists()  # refused before anything was written
