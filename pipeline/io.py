@@ -121,7 +121,16 @@ def load_user_torch(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} not found (weights are never downloaded)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle starting with 0x80)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise InputError(f"{path}: cannot load {what}: not a PyTorch file")
     try:
         return load_torch(path)
     except Exception as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            # torch's own message asks to retry with weights_only=False, i.e. to run the file's code
+            raise InputError(f"{path}: cannot load {what}: it holds Python objects besides tensors "
+                             f"(user files are loaded as weights only, never run)") from None
         raise InputError(f"{path}: cannot load {what} ({type(e).__name__})") from None

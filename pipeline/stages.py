@@ -433,7 +433,20 @@ def write_run_manifest(ctx: SetContext, synthesis: list[str] | None = None) -> N
 
 
 def _last_path(cfg: Config) -> Path:
-    return Path(cfg.runtime.runs_dir) / cfg.data.set / "last_finished.json"
+    """Where the last finished run of this set is remembered: ``runs/<set-name>/last_finished.json``,
+    beside the set's runs. Never under the set: ``data.set`` may be an absolute or relative path,
+    and the pipeline writes nothing into a user's folder."""
+    set_dir = resolve_set_dir(cfg)
+    name = set_dir.name if cfg.data.set != "demo" else "demo"
+    return Path(cfg.runtime.runs_dir) / name / "last_finished.json"
+
+
+def _set_identity(cfg: Config) -> dict:
+    """What a finished run is remembered by. The resolved path is part of it because two sets of
+    the same folder name share ``runs/<set-name>/``."""
+    set_dir = resolve_set_dir(cfg)
+    return {"set_path": str(set_dir.resolve()), "set_hash": set_content_hash(set_dir),
+            "config": make_key(cfg.model_dump(mode="json"))}
 
 
 def set_changed(cfg: Config) -> bool:
@@ -442,12 +455,11 @@ def set_changed(cfg: Config) -> bool:
     if not f.is_file():
         return True
     last = read_json(f)
-    return last.get("set_hash") != set_content_hash(resolve_set_dir(cfg)) or last.get("config") != make_key(cfg.model_dump(mode="json"))
+    return any(last.get(k) != v for k, v in _set_identity(cfg).items())
 
 
 def remember_set(cfg: Config) -> None:
-    write_json(_last_path(cfg), {"set_hash": set_content_hash(resolve_set_dir(cfg)),
-                                 "config": make_key(cfg.model_dump(mode="json")), "time": time.time()})
+    write_json(_last_path(cfg), {**_set_identity(cfg), "time": time.time()})
 
 
 def write_samples(ctx: SetContext, pair_dirs: list[Path], n: int = 8) -> None:

@@ -93,19 +93,24 @@ class SetInvalid(InputError):
         super().__init__("\n".join(report.errors))
 
 
-def _list_files(folder: Path, exts: set[str], set_root: Path, report: SetReport) -> dict[str, Path]:
-    """Files of a set's sub-folder by stem; refuses escaping symlinks and duplicate stems."""
+def _outside(path: Path, root_resolved: Path) -> Path | None:
+    """Where ``path`` really is, when that is outside the set (through a symlink), else None."""
+    target = path.resolve()
+    return None if target.is_relative_to(root_resolved) else target
+
+
+def _list_files(folder: Path, exts: set[str], set_root: Path, report: SetReport) -> tuple[dict[str, Path], set[str]]:
+    """Files of a set's sub-folder by stem, and the stems refused as ambiguous (same stem,
+    different extensions). Refuses symlinks that lead out of the set."""
     by_stem: dict[str, Path] = {}
     ambiguous: set[str] = set()
     root_resolved = set_root.resolve()
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue
-        if path.is_symlink():
-            target = path.resolve()
-            if not target.is_relative_to(root_resolved):
-                report.errors.append(f"{path}: symlink points outside the set ({target}); refused")
-                continue
+        if path.is_symlink() and (target := _outside(path, root_resolved)) is not None:
+            report.errors.append(f"{path}: symlink points outside the set ({target}); refused")
+            continue
         if path.is_dir():
             report.notes.append(f"{path}: sub-folder ignored")
             continue
@@ -120,7 +125,7 @@ def _list_files(folder: Path, exts: set[str], set_root: Path, report: SetReport)
             ambiguous.add(path.stem)
             continue
         by_stem[path.stem] = path
-    return by_stem
+    return by_stem, ambiguous
 
 
 def _read_set_yaml(path: Path, report: SetReport) -> None:
@@ -157,11 +162,18 @@ def validate_set(
         return report
     if (set_dir / SET_YAML_NAME).is_file():
         _read_set_yaml(set_dir / SET_YAML_NAME, report)
+    img_dir, mask_dir, unl_dir = set_dir / "images", set_dir / "masks", set_dir / "unlabeled"
+    # one rule for files and folders: what a set holds must be inside it, also through symlinks
+    root_resolved = set_dir.resolve()
+    for d in (img_dir, mask_dir, unl_dir, set_dir / SET_YAML_NAME):
+        if d.is_symlink() and (target := _outside(d, root_resolved)) is not None:
+            report.errors.append(f"{d}: symlink points outside the set ({target}); refused")
+    if not report.ok:
+        return report
     from .annotations import validate_annotated  # COCO / LabelMe / CVAT labels instead of masks/
 
     if validate_annotated(report, max_pixels, max_instances, check_pixels):
         return report
-    img_dir, mask_dir = set_dir / "images", set_dir / "masks"
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             report.errors.append(
@@ -171,11 +183,12 @@ def validate_set(
     if not report.ok:
         return report
 
-    images = _list_files(img_dir, IMAGE_EXTS, set_dir, report)
-    masks = _list_files(mask_dir, MASK_EXTS | IMAGE_EXTS, set_dir, report)
-    for stem in sorted(set(masks) - set(images)):
+    images, ambiguous_images = _list_files(img_dir, IMAGE_EXTS, set_dir, report)
+    masks, ambiguous_masks = _list_files(mask_dir, MASK_EXTS | IMAGE_EXTS, set_dir, report)
+    # a stem refused as a duplicate on one side is already reported: it is no orphan on the other
+    for stem in sorted(set(masks) - set(images) - ambiguous_images):
         report.errors.append(f"{masks[stem]}: mask without image (no images/{stem}.*)")
-    for stem in sorted(set(images) - set(masks)):
+    for stem in sorted(set(images) - set(masks) - ambiguous_masks):
         report.errors.append(f"{images[stem]}: image without mask (no masks/{stem}.*)")
     for stem in sorted(set(images) & set(masks)):
         if masks[stem].suffix.lower() in (".jpg", ".jpeg"):
@@ -191,14 +204,14 @@ def validate_set(
             continue
         bad = False
         try:
-            img = decode(ipath, max_pixels)
+            img = decode(ipath, max_pixels, report.notes)
             gray_all = gray_all and is_gray(img)
             to_internal_image(img, 1 if is_gray(img) else 3, ipath)
         except InputError as e:
             report.errors.append(str(e))
             bad = True
         try:
-            inst = to_instance_mask(decode(mpath, max_pixels), mpath, max_instances)
+            inst = to_instance_mask(decode(mpath, max_pixels, report.notes), mpath, max_instances, report.notes)
         except InputError as e:
             report.errors.append(str(e))
             continue
@@ -213,12 +226,11 @@ def validate_set(
         report.pairs.append(Pair(stem, ipath, mpath, img.shape[0], img.shape[1], int(inst.max())))
     report.channels = 1 if gray_all else 3
 
-    unl_dir = set_dir / "unlabeled"
     if unl_dir.is_dir():
-        for stem, path in _list_files(unl_dir, IMAGE_EXTS, set_dir, report).items():
+        for stem, path in _list_files(unl_dir, IMAGE_EXTS, set_dir, report)[0].items():
             if check_pixels:
                 try:
-                    decode(path, max_pixels)
+                    decode(path, max_pixels, report.notes)
                 except InputError as e:
                     report.errors.append(str(e))
                     continue

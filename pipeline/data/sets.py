@@ -31,11 +31,51 @@ def resolve_set_dir(cfg: Config) -> Path:
     return Path(cfg.data.root) / cfg.data.set
 
 
+SET_SUBFOLDERS = ("images", "masks", "unlabeled")
+_digest_cache: dict[tuple, str] = {}
+
+
+def set_files(set_dir: Path) -> list[Path]:
+    """The files of a set the pipeline reads: ``set.yaml`` and the image files directly inside
+    images/, masks/ and unlabeled/. Hidden files (``.DS_Store``, ``.x.swp``), OS and editor files
+    (``Thumbs.db``, ``x.png~``) and sub-folders are not read, so they are not part of the set."""
+    from .images import IMAGE_EXTS
+    from .labeled_set import SET_YAML_NAME
+
+    files = [set_dir / SET_YAML_NAME] if (set_dir / SET_YAML_NAME).is_file() else []
+    for sub in SET_SUBFOLDERS:
+        folder = set_dir / sub
+        if folder.is_dir():
+            files += sorted(
+                p for p in folder.iterdir()
+                if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS and p.is_file()
+            )
+    return files
+
+
+def _file_digest(path: Path) -> str:
+    """blake2b of a file's bytes, remembered for this process by (path, size, mtime, ctime, inode):
+    a rewrite changes ctime even when the writer puts the old mtime back."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    digest = _digest_cache.get(key)
+    if digest is None:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = _digest_cache[key] = h.hexdigest()
+    return digest
+
+
 def set_content_hash(set_dir: Path) -> str:
-    """Hash of every file's name, size and modification time: cheap, changes when the set does."""
+    """Hash of what the pipeline reads from a set (names and contents of :func:`set_files`).
+
+    Cached stages are keyed by it, so it must change exactly when the set does: by content, not by
+    size and modification time (an edit that keeps both still changes the hash), and blind to files
+    the pipeline never opens (touching ``.DS_Store`` does not invalidate every stage)."""
+    set_dir = Path(set_dir)
     h = hashlib.sha256()
-    for p in sorted(set_dir.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.relative_to(set_dir)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for p in set_files(set_dir):
+        h.update(f"{p.relative_to(set_dir).as_posix()}|{_file_digest(p)}\n".encode())
     return h.hexdigest()[:16]

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         tile: int | None = typer.Option(None, help="tile size in px for large images (multiple of 32; default 1024)"),
         config: str = typer.Option("default", "--config", help="with a checkpoint file: config for thresholds"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
+        max_pixels: int | None = typer.Option(None, "--max-pixels", help="skip images with more pixels than this (default: config data.max_image_pixels, 40 MP)"),
     ) -> None:
         """Instance masks, contour overlays and per-object sizes for every image of a folder."""
         from .model_source import resolve_model
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"model: {source.checkpoint}; min object area {source.min_object_area} px ({source.min_area_origin})"
                    + (f"; pixel size {pixel.size:g} {pixel.unit} ({pixel.origin})" if pixel else ""))
         counts = predict_folder(source, images_dir, out_dir, device=device, tile=tile, pixel=pixel, progress=progress,
-                                echo=lambda line: typer.secho(line, fg=typer.colors.YELLOW, err=True))
+                                echo=lambda line: typer.secho(line, fg=typer.colors.YELLOW, err=True), max_pixels=max_pixels)
         reused = f" ({counts['reused']} reused from an earlier run)" if counts["reused"] else ""
         typer.echo(f"{counts['images']} images, {counts['objects']} objects{reused}; wrote {out_dir}")
         typer.echo(f"{counts['skipped']} image(s) skipped")

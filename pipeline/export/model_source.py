@@ -32,6 +32,7 @@ class ModelSource:
     min_area_origin: str  # where min_object_area came from, said to the user
     amp: bool = True
     description: dict = field(default_factory=dict)  # arm, seed, run: recorded next to the outputs
+    max_image_pixels: int = 40_000_000  # images above this are refused unread (config data.max_image_pixels)
 
 
 def _stage_path(run_dir: Path, recorded: str) -> Path:
@@ -164,4 +165,5 @@ def resolve_model(
         min_area_origin=origin,
         amp=cfg.segmentation.amp,
         description={**description, "checkpoint": str(ckpt)},
+        max_image_pixels=cfg.data.max_image_pixels,
     )

@@ -178,8 +178,13 @@ def predict_folder(
     pixel: PixelSize | None = None,
     progress: bool = True,
     echo=print,
+    max_pixels: int | None = None,
 ) -> dict:
-    """Predict every image of ``images_dir`` into ``out_dir``; returns counts for the final message."""
+    """Predict every image of ``images_dir`` into ``out_dir``; returns counts for the final message.
+
+    Images over ``max_pixels`` (default: the config's ``data.max_image_pixels``, as validation
+    uses) are skipped from their header, before a pixel is decoded: a decompression bomb or an
+    accidental gigapixel scan would otherwise take all memory."""
     import torch
     from tqdm.auto import tqdm
 
@@ -189,6 +194,9 @@ def predict_folder(
 
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     tile = TILE if tile is None else int(tile)
+    max_pixels = source.max_image_pixels if max_pixels is None else int(max_pixels)
+    if max_pixels < 1:
+        raise InputError(f"--max-pixels {max_pixels}: must be at least 1")
     if tile < 64 or tile % 32:
         raise InputError(f"--tile {tile}: must be a multiple of 32, at least 64")
     if out_dir.resolve() == images_dir.resolve() or out_dir.resolve().is_relative_to(images_dir.resolve()):
@@ -216,7 +224,7 @@ def predict_folder(
     for path in tqdm(files, desc="predict", unit="img", disable=not progress):
         mask_path, overlay_path = out_dir / MASK_DIR / f"{path.stem}.png", out_dir / OVERLAY_DIR / f"{path.stem}.png"
         try:
-            image = read_image(path, channels)
+            image = read_image(path, channels, max_pixels)
             if resume and mask_path.is_file() and overlay_path.is_file():
                 labels = decode(mask_path).astype(np.int32)  # written by us: ids kept as is
                 reused += 1

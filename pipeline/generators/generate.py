@@ -21,7 +21,7 @@ from ..config import GenerationConfig, GeneratorConfig
 from ..data.images import InputError
 from ..data.store import MaskStore, PairStore, shard_ranges
 from ..device import autocast, pick_device
-from ..io import load_torch, read_json, write_json
+from ..io import load_user_torch, read_json, write_json
 from .base import mask_to_input
 from .registry import create_generator
 
@@ -39,12 +39,12 @@ def load_generator(checkpoint: str | Path, device: torch.device | str = "cpu") -
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputError(f"{checkpoint}: generator checkpoint not found")
+    st = load_user_torch(checkpoint, "generator checkpoint")  # any file: one line, never a traceback
     try:
-        st = load_torch(checkpoint)
         gcfg = GeneratorConfig.model_validate({**st["generator_cfg"], "vgg_weights": None})  # VGG: training only
         model = create_generator(st["model_name"], int(st["in_mask_channels"]), int(st["out_channels"]), gcfg)
         model.load_state_dict(st["model"])
-    except (KeyError, RuntimeError, ValueError) as e:
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise InputError(f"{checkpoint}: not a generator checkpoint of this pipeline ({type(e).__name__})") from None
     model.load_state_dict(st["ema"], strict=False)  # generate with the EMA weights
     gen = model.export_generator().to(device).to(memory_format=torch.channels_last)
@@ -84,12 +84,15 @@ def generate_pairs(
     n_masks = len(masks)
     if n_masks == 0:
         raise InputError(f"{masks.root}: mask store is empty")
+    if not checkpoint.is_file():
+        raise InputError(f"{checkpoint}: generator checkpoint not found")
     sha = file_sha256(checkpoint)[:12]
-    store = PairStore(out_dir)
     info = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha,
         "masks": str(masks.root),
+        "mask_count": n_masks,
+        "count": cfg.count,
         "seed": cfg.seed,
         "styles_per_mask": cfg.styles_per_mask,
         "shard_size": cfg.shard_size,
@@ -97,15 +100,20 @@ def generate_pairs(
     info_path = out_dir / "generation.json"
     if info_path.is_file():
         old = read_json(info_path)
-        diff = [k for k in info if k not in ("checkpoint", "masks") and old.get(k) != info[k]]
+        # paths may move; what the pairs are made of may not (count: finished shards would be
+        # passed off as another count; mask_count: absent from files of earlier versions)
+        diff = [f"{k} {old.get(k)} -> {info[k]}" for k in info
+                if k not in ("checkpoint", "masks") and (k in old or k != "mask_count") and old.get(k) != info[k]]
         if diff:
             raise InputError(f"{info_path}: folder holds pairs made with other settings ({', '.join(diff)}); use another --out")
-    write_json(info_path, {**info, "count": cfg.count})
 
-    done = store.completed_shards()
+    done = PairStore(out_dir).completed_shards() if out_dir.is_dir() else set()
     todo = [s for s in shard_ranges(cfg.count, cfg.shard_size) if s[0] not in done]
-    if todo:
+    if todo:  # a file that is no checkpoint is refused before anything is written
         gen, meta = load_generator(checkpoint, device)
+    store = PairStore(out_dir)
+    write_json(info_path, info)
+    if todo:
         if cfg.compile:
             gen = torch.compile(gen)
         z_dim = int(getattr(gen, "z_dim", 0))

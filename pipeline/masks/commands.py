@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         stats: bool = typer.Option(False, "--stats", help="also write real-vs-synthetic statistics and plots"),
     ) -> None:
         """Random-placement masks from the training split's shape bank, as a resumable MaskStore."""
-        from .placement import write_placement_masks
+        from .placement import check_store_settings, store_settings, write_placement_masks
         from .shape_bank import build_shape_bank
 
         cfg = _config(config, override, n_train)
@@ -73,6 +73,8 @@ def register(app: typer.Typer) -> None:
         type(mcfg).model_validate(mcfg.model_dump())  # re-check the command-line values
         stems, real = _validated_training_masks(set_dir, cfg)
         bank = build_shape_bank(real, cfg.shape_bank, stems)
+        # refuse a folder of other masks before anything in it is replaced (its shape bank included)
+        check_store_settings(out, store_settings(bank, mcfg, mcfg.count, mcfg.seed, shard_size))
         bank.save(out / "shape_bank")
         store = write_placement_masks(
             bank, out, mcfg, mcfg.count, mcfg.seed, shard_size=shard_size, workers=mcfg.workers,

@@ -22,6 +22,7 @@ shard layout, worker count or resume gives the same masks. Per mask:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,6 +34,7 @@ import numpy as np
 
 from ..config import MasksConfig
 from ..data.store import MaskStore, shard_ranges
+from ..io import read_json, write_json
 from .shape_bank import ShapeBank
 
 PLACE_ATTEMPTS = 6  # new positions tried for a shape before it is skipped
@@ -275,6 +277,49 @@ def worker_pool(sampler: PlacementSampler, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(sampler,))
 
 
+SETTINGS_FILE = "placement.json"
+
+
+def _bank_fingerprint(bank: ShapeBank) -> str:
+    """Short hash of the shapes and their statistics: masks from another bank are other masks."""
+    h = hashlib.blake2b(digest_size=8)
+    for crop in bank.crops:
+        h.update(np.asarray(crop.shape, np.int64).tobytes())
+        h.update(np.packbits(np.asarray(crop, bool)).tobytes())
+    h.update(bank.shapes.to_csv(index=False).encode())
+    h.update(bank.images.to_csv(index=False).encode())
+    return h.hexdigest()
+
+
+def store_settings(bank: ShapeBank, cfg: MasksConfig, count: int, seed: int, shard_size: int) -> dict:
+    """Everything the masks of a store depend on (worker count and the other sources do not)."""
+    drop = {"count", "seed", "workers", "sources", "segmodel_min_score", "progan_steps"}
+    return {"count": int(count), "seed": int(seed), "shard_size": int(shard_size),
+            **cfg.model_dump(mode="json", exclude=drop), "shape_bank": _bank_fingerprint(bank)}
+
+
+def check_store_settings(out_dir: str | Path, settings: dict) -> None:
+    """Reuse finished shards only when they were made with these very settings.
+
+    Shards are the unit of resume, so a folder written with another count, size, seed or bank
+    would otherwise be passed off as the requested masks (ask for 4 of 64x64, get the 3 of 32x32
+    already there). A mismatch is a one-line error: the folder is the user's, we do not delete it."""
+    from ..data.images import InputError
+
+    out_dir = Path(out_dir)
+    path = out_dir / SETTINGS_FILE
+    has_shards = out_dir.is_dir() and any(out_dir.glob("shard_*.parquet"))
+    if path.is_file():
+        old = read_json(path)
+        diff = [f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v]
+        if diff and has_shards:
+            raise InputError(f"{out_dir}: holds masks made with other settings ({', '.join(diff)}); "
+                             f"use another --out or delete that folder")
+    elif has_shards:
+        raise InputError(f"{out_dir}: holds masks without a record of their settings ({SETTINGS_FILE}); "
+                         f"use another --out or delete that folder")
+
+
 def write_placement_masks(
     bank: ShapeBank,
     out_dir: str | Path,
@@ -286,12 +331,16 @@ def write_placement_masks(
     progress: bool = True,
 ) -> MaskStore:
     """Write ``count`` placement masks into a MaskStore at ``out_dir``. Shards whose manifest piece
-    exists are skipped, so a killed run resumes where it stopped; a half-written shard is redone."""
+    exists are skipped, so a killed run resumes where it stopped; a half-written shard is redone.
+    A folder holding masks of other settings (``placement.json``) is refused, not reused."""
     from tqdm.auto import tqdm
 
     workers = cfg.workers if workers is None else workers
-    store = MaskStore(out_dir)
     sampler = PlacementSampler.from_bank(bank, cfg)
+    settings = store_settings(bank, cfg, count, seed, shard_size)
+    check_store_settings(out_dir, settings)
+    store = MaskStore(out_dir)
+    write_json(store.root / SETTINGS_FILE, settings)
     done = store.completed_shards()
     todo = [r for r in shard_ranges(count, shard_size) if r[0] not in done]
     bar = tqdm(total=count, initial=count - sum(b - a for _, a, b in todo), disable=not progress, desc="placement masks", unit="mask")
