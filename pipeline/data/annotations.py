@@ -218,7 +218,7 @@ def _list_images(folder: Path, set_dir: Path, report, skip: set[Path]) -> dict[s
     from .labeled_set import SetReport, _list_files
 
     scratch = SetReport(root=set_dir, name=set_dir.name)
-    found = _list_files(folder, IMAGE_EXTS, set_dir, scratch)
+    found = _list_files(folder, IMAGE_EXTS, set_dir, scratch)[0]
     report.errors.extend(scratch.errors)
     report.notes.extend(n for n in scratch.notes if not any(n.startswith(f"{p}:") for p in skip)
                         and not n.endswith(".json: not a supported image file; ignored"))
