@@ -187,13 +187,16 @@ def _use_model(run_dir: Path, pixel_size: float | None, unit: str) -> dict | Non
     post-processing settings, and the two commands, ready to paste (absolute, quoted paths)."""
     import shlex
 
+    from ..config import ConfigError
     from ..data.images import InputError
     from ..export.model_source import BEST, resolve_model
 
     try:
         src = resolve_model(run_dir, BEST)
-    except (InputError, FileNotFoundError, KeyError, ValueError) as e:
+    except (InputError, ConfigError) as e:
         return {"error": str(e)}
+    except (FileNotFoundError, KeyError, ValueError) as e:  # an old or hand-made results.csv
+        return {"error": f"results.csv does not name the arms' checkpoints ({type(e).__name__}: {e})"}
     d = src.description
     arm, seed = str(d.get("arm")), int(d.get("seed", 0))
     run = shlex.quote(str(run_dir.resolve()))
