@@ -161,7 +161,7 @@ def plot_mask_sources(
 
     real = mask_stats(real_crops(real_masks, canvas, crops_per_image, seed), canvas, min_area)
     synth = {name: mask_stats(masks, canvas, min_area) for name, masks in sources.items()}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.9 * len(metrics) + 1, 3.0), dpi=80, squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 2.9), dpi=90, squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         a = _metric_values(*real, metric)
         others = {name: _metric_values(*t, metric) for name, t in synth.items()}
@@ -183,8 +183,8 @@ def plot_mask_sources(
             else:
                 ax.hist(b, bins=bins, density=True, histtype="step", lw=1.6, label=f"{name} (n={len(b)})", color=color)
         ax.set_title(LABELS.get(metric, metric.replace("_", " ")), fontsize=10)
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7)
+        ax.tick_params(which="both", labelsize=8)
+        ax.legend(fontsize=7, framealpha=0.6)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
