@@ -90,7 +90,7 @@ def bin_label(lo: float, hi: float, pixel_size: float | None = None, unit: str =
 
     def text(scale: float, u: str) -> str:
         if lo <= 0 and np.isinf(hi):
-            return f"all"
+            return "all"
         if lo <= 0:
             return f"< {fmt(hi, scale)} {u}"
         if np.isinf(hi):
