@@ -155,6 +155,9 @@ def prepare(cfg: Config, run_id: str | None = None, run_dir: Path | None = None)
             "procedural": report.info.procedural,
             "display_name": report.info.display_name or name,
             "object_name": report.info.object_name,
+            # the report converts object sizes to physical units with these (None / "px": pixels only)
+            "pixel_size": report.info.pixel_size,
+            "pixel_unit": report.info.pixel_unit,
             "summary": report.summary(),
             "channels": report.channels,
             "pairs": len(report.pairs),
@@ -473,6 +476,29 @@ def write_samples(ctx: SetContext, pair_dirs: list[Path], n: int = 8) -> None:
         items += [(*store[i], store.manifest.iloc[i].get("mask_source", "")) for i in range(min(n, len(store)))]
     if items:
         pair_grid(items[:n], ctx.run_dir / "samples.png")
+    _optional("real-beside-synthetic strip", write_realism_strip, ctx, pair_dirs)
+
+
+def write_realism_strip(ctx: SetContext, pair_dirs: list[Path], per_row: int = 4) -> Path | None:
+    """run_dir/realism.png: per synthesis method and mask source, a crop of a real training image
+    next to synthetic images, every tile at its native pixel size (nothing resized), so texture,
+    contrast and object scale can be judged at a glance."""
+    from .data.store import PairStore
+    from .report.plots import realism_strip
+
+    groups: dict[str, list[np.ndarray]] = {}
+    for d in pair_dirs:  # one store per (synthesis method, mask source)
+        store = PairStore(d)
+        if not len(store):
+            continue
+        row = store.manifest.iloc[0]
+        name = f"{row.get('generator', ctx.cfg.generator.model)}, {row.get('mask_source', 'synthetic')} masks"
+        groups.setdefault(name, []).extend(store[i][0] for i in range(min(per_row, len(store))))
+    if not groups:
+        return None
+    stems = ctx.real_train_stems(max(ctx.cfg.segmentation.n_real))
+    real = ctx.report_pairs(stems[: min(len(stems), 8)])
+    return realism_strip(real, groups, ctx.run_dir / "realism.png", seed=ctx.cfg.data.split_seed)
 
 
 def collect_results(ctx: SetContext, arm_dirs: list[Path]) -> None:
@@ -512,3 +538,86 @@ def collect_results(ctx: SetContext, arm_dirs: list[Path]) -> None:
     shown = best if best in preds else next((a for a in preds if a != "real_only"), next(iter(preds), None))
     if shown:
         overlay_pairs(ctx, preds[shown], shown, preds.get("real_only"), ctx.run_dir / "overlays")
+    _optional("object-size table", write_size_bins, ctx, arm_dirs, rows)
+    _optional("mask statistics plot", write_mask_stats, ctx)
+
+
+def _optional(what: str, fn, *args) -> None:
+    """Run an extra of the report (a picture beside the numbers); a failure is logged, never allowed
+    to lose the verdict and results.csv already written."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - extras only: the results are already safe on disk
+        log.warning(f"{what} not written: {type(e).__name__}: {e}")
+
+
+def write_size_bins(ctx: SetContext, arm_dirs: list[Path], rows: list[dict]) -> Path | None:
+    """run_dir/size_bins.csv: per arm, seed and n_real, per object-size bin, the true objects and how
+    many were found (recall by size), the predicted objects and how many match (precision by size).
+
+    Computed here from each arm's predictions.npz and the test masks, not in the arms' evaluation:
+    the arms' code hash keys their cached results (pipeline/report/sizes.py says more)."""
+    import pandas as pd
+
+    from .io import atomic_path
+    from .report.sizes import SIZE_BIN_COLUMNS, object_diameters, size_bin_counts, size_edges
+
+    arms = [(d, r) for d, r in zip(arm_dirs, rows) if (d / "predictions.npz").is_file()]
+    if not arms:
+        return None
+    gts = {stem: mask for stem, (_, mask) in zip(ctx.splits["test"], ctx.pairs("test"))}
+    edges = size_edges(np.concatenate([object_diameters(m) for m in gts.values()]) if gts else np.zeros(0))
+    frames = []
+    for d, r in arms:
+        with np.load(d / "predictions.npz") as z:
+            preds = {k: z[k] for k in z.files}
+        table = size_bin_counts(preds, gts, edges, ctx.cfg.evaluation.iou_threshold)
+        frames.append(table.assign(arm=r["arm"], seed=int(r["seed"]), n_real=int(r["n_real"])))
+    out = ctx.run_dir / "size_bins.csv"
+    with atomic_path(out) as tmp:
+        pd.concat(frames, ignore_index=True)[SIZE_BIN_COLUMNS].to_csv(tmp, index=False)
+    return out
+
+
+def recorded_stage_dirs(run_dir: Path, prefix: str) -> dict[str, Path]:
+    """Stage folders of a run's stages.json whose stage name starts with ``prefix``, by the name's
+    part in parentheses (``masks (placement)`` -> ``placement``); a later entry (a larger n_real)
+    wins. Paths are rebuilt from the run folder, so a moved runs/ still works."""
+    from .export.model_source import _stage_path
+
+    f = run_dir / "stages.json"
+    found: dict[str, Path] = {}
+    for e in read_json(f) if f.is_file() else []:
+        name = str(e.get("stage", ""))
+        if name.startswith(prefix):
+            label = name[len(prefix):].strip().strip("()") or name
+            found[label] = _stage_path(run_dir, e["path"])
+    return found
+
+
+def write_mask_stats(ctx: SetContext, max_masks: int = 500) -> Path | None:
+    """run_dir/mask_stats.png: object count, size, coverage and nearest-neighbour distance of each
+    synthetic mask source against random crops (of the synthetic canvas size) of the real training
+    masks the synthetic data was made from. Up to ``max_masks`` masks per source: enough for a
+    histogram, quick on a large store."""
+    from .data.store import MaskStore
+    from .masks.stats import plot_mask_sources
+
+    stores = {src: d for src, d in recorded_stage_dirs(ctx.run_dir, "masks").items() if d.is_dir()}
+    if not stores:
+        return None
+    sources = {}
+    for src, d in stores.items():
+        masks: list[np.ndarray] = []
+        for _, arr in MaskStore(d).iter_shards():
+            masks.extend(arr[: max_masks - len(masks)])
+            if len(masks) >= max_masks:
+                break
+        if masks:
+            sources[src] = masks
+    if not sources:
+        return None
+    real = [m for _, m in ctx.real_train_pairs(max(ctx.cfg.segmentation.n_real))]
+    return plot_mask_sources(real, sources, ctx.cfg.masks.size, ctx.run_dir / "mask_stats.png",
+                             min_area=ctx.cfg.shape_bank.min_area,
+                             title="synthetic masks by mask source vs crops of the real training masks (blue)")

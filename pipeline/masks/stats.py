@@ -5,6 +5,11 @@ Real masks are compared as random crops of the synthetic canvas size, not as who
 cuts objects at its border exactly as the placement canvas does (border truncation), and holds the
 same area, so counts, areas and coverage mean the same thing on both sides. Real images smaller
 than the canvas give smaller crops; their count is scaled to the canvas area (count per canvas).
+
+``nn_distance`` (centroid to the nearest other object's centroid in the same mask) says whether
+synthetic objects are packed like real ones: placement may get sizes right and spacing wrong.
+It is in the per-object table and the report's plot (:data:`REPORT_METRICS`); the KS table keeps
+:data:`METRICS`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,19 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("count_per_canvas", "coverage", "area", "equivalent_diameter")
+REPORT_METRICS = (*METRICS, "nn_distance")
+OBJECT_METRICS = ("area", "equivalent_diameter", "nn_distance")
+
+
+def nearest_neighbour_distances(cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
+    """Distance from each point to the nearest other point (NaN when there is no other point)."""
+    if len(cy) < 2:
+        return np.full(len(cy), np.nan)
+    from scipy.spatial import cKDTree
+
+    pts = np.stack([cy, cx], axis=1)
+    dist, _ = cKDTree(pts).query(pts, k=2)
+    return dist[:, 1]
 
 
 def mask_stats(masks, canvas: int | None = None, min_area: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -25,17 +43,25 @@ def mask_stats(masks, canvas: int | None = None, min_area: int = 1) -> tuple[pd.
     for i, mask in enumerate(masks):
         mask = np.asarray(mask)
         h, w = mask.shape
-        areas = np.bincount(mask.ravel().astype(np.int64))[1:]
-        areas = areas[areas >= min_area]
+        flat = mask.ravel().astype(np.int64)
+        counts = np.bincount(flat)
+        keep = np.flatnonzero(counts >= max(min_area, 1))
+        keep = keep[keep > 0]
+        areas = counts[keep]
+        ys, xs = np.divmod(np.arange(flat.size), w)
+        cy = np.bincount(flat, weights=ys, minlength=len(counts))[keep] / np.maximum(areas, 1)
+        cx = np.bincount(flat, weights=xs, minlength=len(counts))[keep] / np.maximum(areas, 1)
         scale = (canvas * canvas) / (h * w) if canvas else 1.0
         per_mask.append(
             {"mask": i, "height": h, "width": w, "count": len(areas), "count_per_canvas": len(areas) * scale,
              "coverage": areas.sum() / (h * w)}
         )
         per_object.append(
-            pd.DataFrame({"mask": i, "area": areas, "equivalent_diameter": np.sqrt(4.0 * areas / np.pi)})
+            pd.DataFrame({"mask": i, "area": areas, "equivalent_diameter": np.sqrt(4.0 * areas / np.pi),
+                          "nn_distance": nearest_neighbour_distances(cy, cx)})
         )
-    objects = pd.concat(per_object, ignore_index=True) if per_object else pd.DataFrame(columns=["mask", "area", "equivalent_diameter"])
+    objects = (pd.concat(per_object, ignore_index=True) if per_object
+               else pd.DataFrame(columns=["mask", "area", "equivalent_diameter", "nn_distance"]))
     return pd.DataFrame(per_mask), objects
 
 
@@ -53,8 +79,9 @@ def real_crops(masks: list[np.ndarray], canvas: int, crops_per_image: int = 4, s
 
 
 def _metric_values(per_mask: pd.DataFrame, per_object: pd.DataFrame, metric: str) -> np.ndarray:
-    frame = per_object if metric in ("area", "equivalent_diameter") else per_mask
-    return frame[metric].to_numpy(np.float64)
+    frame = per_object if metric in OBJECT_METRICS else per_mask
+    values = frame[metric].to_numpy(np.float64)
+    return values[~np.isnan(values)]
 
 
 def compare_mask_stats(
@@ -102,29 +129,62 @@ def plot_mask_stats(
     title: str | None = None,
 ) -> Path:
     """Histograms, real crops vs synthetic, of the four metrics; one PNG written atomically."""
+    return plot_mask_sources(real_masks, {"synthetic": synthetic_masks}, canvas, path, METRICS, crops_per_image,
+                             seed, min_area, title)
+
+
+LABELS = {"count_per_canvas": "objects per canvas", "coverage": "coverage (fraction of pixels)",
+          "area": "object area (px)", "equivalent_diameter": "equivalent diameter (px)",
+          "nn_distance": "nearest-neighbour distance (px)"}
+
+
+def plot_mask_sources(
+    real_masks: list[np.ndarray],
+    sources: dict[str, list[np.ndarray]],
+    canvas: int,
+    path: str | Path,
+    metrics: tuple[str, ...] = REPORT_METRICS,
+    crops_per_image: int = 4,
+    seed: int = 0,
+    min_area: int = 1,
+    title: str | None = None,
+) -> Path:
+    """Histograms of ``metrics``, real crops (filled) against each synthetic mask source (outlines),
+    one panel per metric; one PNG written atomically. Density, so sources of any count compare."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from ..io import atomic_path
 
     real = mask_stats(real_crops(real_masks, canvas, crops_per_image, seed), canvas, min_area)
-    synth = mask_stats(synthetic_masks, canvas, min_area)
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.0), dpi=80)
-    for ax, metric in zip(axes, METRICS):
-        a, b = _metric_values(*real, metric), _metric_values(*synth, metric)
-        both = np.concatenate([a, b])
-        if metric in ("area", "equivalent_diameter") and both.size and both.min() > 0:
+    synth = {name: mask_stats(masks, canvas, min_area) for name, masks in sources.items()}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 2.9), dpi=90, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        a = _metric_values(*real, metric)
+        others = {name: _metric_values(*t, metric) for name, t in synth.items()}
+        both = np.concatenate([a, *others.values()])
+        if metric in ("area", "equivalent_diameter") and both.size and both.min() > 0 and both.max() > both.min():
             bins = np.geomspace(both.min(), both.max(), 30)
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 20, not 2x10^1
+            few = both.max() / both.min() < 30  # under ~1.5 decades: label 2x and 5x too, or one tick shows
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+                lambda v, _: f"{v:g}" if few and round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""))
         else:
             bins = np.linspace(both.min(), both.max(), 30) if both.size and both.max() > both.min() else 10
-        ax.hist(a, bins=bins, density=True, alpha=0.55, label=f"real crops (n={len(a)})", color="tab:blue")
-        ax.hist(b, bins=bins, density=True, alpha=0.55, label=f"synthetic (n={len(b)})", color="tab:orange")
-        ax.set_title(metric.replace("_", " "), fontsize=10)
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7)
+        ax.hist(a, bins=bins, density=True, alpha=0.45, label=f"real crops (n={len(a)})", color="tab:blue")
+        for i, (name, b) in enumerate(others.items()):
+            color = "tab:orange" if len(others) == 1 else f"C{i + 1}"
+            if len(others) == 1:
+                ax.hist(b, bins=bins, density=True, alpha=0.55, label=f"{name} (n={len(b)})", color=color)
+            else:
+                ax.hist(b, bins=bins, density=True, histtype="step", lw=1.6, label=f"{name} (n={len(b)})", color=color)
+        ax.set_title(LABELS.get(metric, metric.replace("_", " ")), fontsize=10)
+        ax.tick_params(which="both", labelsize=8)
+        ax.legend(fontsize=7, framealpha=0.6)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

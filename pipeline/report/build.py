@@ -8,8 +8,14 @@ It reads only files of a run folder, so it can be rebuilt at any time with
   (arm, seed, n_real) with the object-level test metrics (``row`` = seed);
 * ``verdict.json``: the same verdicts with their sentences (pipeline/evaluation/verdict.py);
 * optional ``quality.json`` (synthetic-data quality), ``samples.png`` (synthetic sample grid),
-  ``mask_stats.png``, ``sizes.npz`` (equivalent diameters per arm and of the ground truth) and
+  ``realism.png`` (a real crop beside synthetic images, same scale), ``mask_stats.png`` (synthetic
+  vs real mask statistics), ``sizes.npz`` (equivalent diameters per arm and of the ground truth),
+  ``size_bins.csv`` (recall and precision by object size, pipeline/report/sizes.py) and
   ``overlays/*.png`` (best and worst test images).
+
+Object sizes are shown in pixels and, when the set's ``set.yaml`` gives ``pixel_size`` /
+``pixel_unit`` (recorded in ``set.json``), in those units too: an engineer thinks in millimetres.
+A finished run folder under ``runs/<set>/`` also moves ``runs/<set>/latest`` (pipeline/report/runs.py).
 """
 
 from __future__ import annotations
@@ -102,21 +108,115 @@ def _metric_plot(results: pd.DataFrame) -> str:
     return _png(fig)
 
 
-def _size_plot(sizes: dict[str, np.ndarray], object_name: str) -> str | None:
+def _pixel(set_info: dict) -> tuple[float | None, str]:
+    """(pixel size, unit) from set.json; (None, 'px') when the set does not say (or says px)."""
+    size, unit = set_info.get("pixel_size"), str(set_info.get("pixel_unit") or "px")
+    if not size or unit == "px":
+        return None, "px"
+    return float(size), unit
+
+
+def _size_plot(sizes: dict[str, np.ndarray], object_name: str, pixel_size: float | None = None,
+               unit: str = "px") -> str | None:
+    """Histogram of equivalent diameters, ground truth against each arm, in units when known."""
     if "ground_truth" not in sizes:
         return None
+    scale = pixel_size or 1.0
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    gt = sizes["ground_truth"]
-    hi = np.percentile(gt, 99) if len(gt) else 1.0
-    bins = np.linspace(0, max(hi, 1.0), 30)
+    gt = sizes["ground_truth"] * scale
+    hi = np.percentile(gt, 99) if len(gt) else scale
+    bins = np.linspace(0, max(hi, scale), 30)
     ax.hist(gt, bins=bins, histtype="stepfilled", alpha=0.3, color="k", label="ground truth")
     for i, (name, d) in enumerate((k, v) for k, v in sizes.items() if k != "ground_truth"):
-        ax.hist(d, bins=bins, histtype="step", lw=1.6, color=f"C{i}", label=name)
-    ax.set_xlabel(f"{object_name} equivalent diameter (px)")
+        ax.hist(d * scale, bins=bins, histtype="step", lw=1.6, color=f"C{i}", label=name)
+    ax.set_xlabel(f"{object_name} equivalent diameter ({unit})")
     ax.set_ylabel("objects")
     ax.legend(fontsize=8)
     ax.set_title("size distribution on the test set (seed 0)")
     return _png(fig)
+
+
+def _size_bins(run_dir: Path, pixel_size: float | None, unit: str) -> tuple[dict | None, str | None]:
+    """The recall/precision-by-size table (largest n_real, pooled over seeds: ``{"arms": [...],
+    "bins": [{"size", "n_gt", "arms": [cell per arm]}]}``) and its plot."""
+    from .sizes import bin_label, pooled_by_size
+
+    f = run_dir / "size_bins.csv"
+    if not f.is_file():
+        return None, None
+    pooled = pooled_by_size(pd.read_csv(f))
+    if pooled.empty:
+        return None, None
+
+    def pct(v: float) -> str:
+        return "–" if pd.isna(v) else f"{v * 100:.0f}"
+
+    arms = list(dict.fromkeys(pooled.arm))
+    bins = pooled.drop_duplicates("bin").sort_values("bin")
+    rows = []  # one per size bin; per arm "recall (found/true)" and "precision (matching/predicted)"
+    for b in bins.itertuples():
+        cells = []
+        for arm in arms:
+            r = pooled[(pooled.arm == arm) & (pooled.bin == b.bin)].iloc[0]
+            cells.append({"recall": pct(r.recall), "found": f"{int(r.tp_gt)}/{int(r.n_gt)}",
+                          "precision": pct(r.precision), "matching": f"{int(r.tp_pred)}/{int(r.n_pred)}"})
+        # the same test objects under every seed: the count per test set, the fractions summed over seeds
+        rows.append({"size": bin_label(b.lo_px, b.hi_px, pixel_size, unit), "n_gt": int(b.n_gt) // max(int(b.seeds), 1),
+                     "arms": cells})
+    rows = {"arms": arms, "bins": rows}
+    labels = [bin_label(lo, hi, pixel_size, unit).replace(" (", "\n(") for lo, hi in zip(bins.lo_px, bins.hi_px)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+    for ax, metric, what in ((axes[0], "recall", "true objects of this size found"),
+                             (axes[1], "precision", "predicted objects of this size that are real")):
+        for i, arm in enumerate(dict.fromkeys(pooled.arm)):
+            g = pooled[pooled.arm == arm].sort_values("bin")
+            ax.plot(g["bin"], g[metric] * 100, "-o", color=f"C{i}", label=arm)
+        ax.set_xticks(bins["bin"], labels, fontsize=8)
+        ax.set_title(f"object {metric} by size (%): {what}", fontsize=9)
+        ax.set_xlabel("equivalent diameter" + ("" if pixel_size is None else f" (px and {unit})"), fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(-3, 103)
+    axes[0].legend(fontsize=8)
+    return rows, _png(fig)
+
+
+def _use_model(run_dir: Path, pixel_size: float | None, unit: str) -> dict | None:
+    """What the verdict recommends using: the checkpoint ``predict``/``export`` pick for this run
+    folder by default (arm ``best``: highest mean validation F1 at the largest n_real, lowest seed;
+    pipeline/export/model_source.py decides, so the report cannot disagree with the commands), its
+    post-processing settings, and the two commands, ready to paste (absolute, quoted paths)."""
+    import shlex
+
+    from ..config import ConfigError
+    from ..data.images import InputError
+    from ..export.model_source import BEST, resolve_model
+
+    try:
+        src = resolve_model(run_dir, BEST)
+    except (InputError, ConfigError) as e:
+        return {"error": str(e)}
+    except (FileNotFoundError, KeyError, ValueError) as e:  # an old or hand-made results.csv
+        return {"error": f"results.csv does not name the arms' checkpoints ({type(e).__name__}: {e})"}
+    d = src.description
+    arm, seed = str(d.get("arm")), int(d.get("seed", 0))
+    run = shlex.quote(str(run_dir.resolve()))
+    pick = f"--arm {shlex.quote(arm)} --seed {seed}"
+    units = f" --pixel-size {pixel_size:g} --pixel-unit {shlex.quote(unit)}" if pixel_size else ""
+    return {
+        "arm": arm, "label": arm_label(arm), "seed": seed, "n_real": d.get("n_real"),
+        "checkpoint": str(src.checkpoint.resolve()),
+        "fg_threshold": f"{src.fg_threshold:g}", "boundary_threshold": f"{src.boundary_threshold:g}",
+        "min_object_area": src.min_object_area,
+        "predict": f"synth-pretrain predict {run} YOUR_IMAGES/ predictions/ {pick}{units}",
+        "export": f"synth-pretrain export {run} --format onnx --out exported/ {pick}",
+    }
+
+
+def _stage_folder(path: str) -> str:
+    """A stage's folder as it sits under runs/<set>/ (``stages/<stage>/<key>``), whatever folder the
+    run was started from: the part of the recorded path from ``stages`` on."""
+    parts = Path(path).parts
+    return "/".join(parts[parts.index("stages"):]) if "stages" in parts else str(path)
 
 
 def _stage_plot(stages: list[dict]) -> str | None:
@@ -145,6 +245,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     quality = {k: v for k, v in quality.items() if k != "details"}
     verdict_rows, results = split_results(pd.read_csv(run_dir / "results.csv"))
     summary = summarize(results)
+    pixel_size, unit = _pixel(set_info)
     sizes = {}
     if (run_dir / "sizes.npz").is_file():
         with np.load(run_dir / "sizes.npz") as z:
@@ -170,6 +271,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     verdicts = verdict_rows[verdict_rows.row == "verdict"].to_dict("records") if len(verdict_rows) else []
     efficiency = verdict_rows[verdict_rows.row == "label_efficiency"].to_dict("records") if len(verdict_rows) else []
     overlays = sorted((run_dir / "overlays").glob("*.png")) if (run_dir / "overlays").is_dir() else []
+    size_rows, size_bins_plot = _size_bins(run_dir, pixel_size, unit)
     env = Environment(loader=PackageLoader("pipeline.report", "templates"), autoescape=select_autoescape(["html"]))
     context = {
         "run_dir": str(run_dir),
@@ -185,10 +287,16 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "per_seed_columns": list(results.round(4).columns),
         "quality": quality,
         "metric_plot": _metric_plot(results),
-        "size_plot": _size_plot(sizes, set_info.get("object_name", "object")),
+        "size_plot": _size_plot(sizes, set_info.get("object_name", "object"), pixel_size, unit),
+        "size_rows": size_rows,
+        "size_bins_plot": size_bins_plot,
+        "pixel_size": pixel_size,
+        "pixel_unit": unit,
+        "use_model": _use_model(run_dir, pixel_size, unit),
         "stage_plot": _stage_plot(stages),
-        "stages": stages,
+        "stages": [{**s, "folder": _stage_folder(s.get("path", ""))} for s in stages],
         "samples": _file_png(run_dir / "samples.png"),
+        "realism": _file_png(run_dir / "realism.png"),
         "style_grid": _file_png(run_dir / "style_grid.png"),
         "mask_stats": _file_png(run_dir / "mask_stats.png"),
         "overlays": [(p.stem.replace("_", " "), _file_png(p)) for p in overlays],
@@ -196,6 +304,10 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
     write_text(html_path, env.get_template("report.html.j2").render(**context))
     write_text(md_path, env.get_template("report.md.j2").render(**context))
+    if (run_dir / "run.json").is_file():  # a run of the flow under runs/<set>/ (not a hand-made folder)
+        from .runs import update_latest
+
+        update_latest(run_dir.parent)
     return html_path, md_path
 
 

@@ -1,4 +1,4 @@
-"""CLI: (re)build the report of a run folder."""
+"""CLI: (re)build the report of a run folder; list the runs under runs/."""
 
 from __future__ import annotations
 
@@ -18,3 +18,18 @@ def register(app: typer.Typer) -> None:
 
         html, md = build_report(run_dir)
         typer.echo(f"wrote {html}\nwrote {md}")
+
+    @app.command()
+    @user_errors
+    def runs(
+        runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="the runs folder (config runtime.runs_dir)"),
+        set_name: str | None = typer.Option(None, "--set", help="only the runs of this set (its folder name under runs/)"),
+    ) -> None:
+        """List runs: set, date, config, synthesis methods, verdict, folder (* = runs/<set>/latest)."""
+        from .runs import find_runs, format_runs
+
+        if not runs_dir.is_dir():
+            from ..data.images import InputError
+
+            raise InputError(f"{runs_dir}: no such runs folder (run from the folder you ran synth-pretrain in, or pass --runs-dir)")
+        typer.echo(format_runs(find_runs(runs_dir, set_name)))

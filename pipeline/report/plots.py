@@ -91,3 +91,57 @@ def overlay_pairs(ctx, arm_dir: Path, arm: str, baseline_dir: Path | None, out_d
             sep = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
             row = np.concatenate(sum(([p, sep] for p in panels), [])[:-1], axis=1)
             write_png(out_dir / f"{kind}_{rank + 1}_{stem}.png", row)
+
+
+def _caption(text: str, width: int, height: int = 18) -> np.ndarray:
+    bar = np.full((height, width, 3), 255, np.uint8)
+    cv2.putText(bar, text, (4, height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return bar
+
+
+def _real_crop(image: np.ndarray, mask: np.ndarray, h: int, w: int, rng: np.random.Generator, tries: int = 12) -> np.ndarray:
+    """An ``h`` x ``w`` crop of a real image at its own scale (grey outside a smaller image), preferring
+    one that shows objects: a crop of empty belt says nothing about realism."""
+    ih, iw = mask.shape
+    ch, cw = min(h, ih), min(w, iw)
+    best = None
+    for _ in range(tries):
+        y, x = int(rng.integers(0, ih - ch + 1)), int(rng.integers(0, iw - cw + 1))
+        best = (y, x)
+        if mask[y : y + ch, x : x + cw].any():
+            break
+    y, x = best
+    tile = np.full((h, w, 3), 128, np.uint8)
+    tile[:ch, :cw] = to_rgb8(image[y : y + ch, x : x + cw])
+    return tile
+
+
+def realism_strip(real: list[tuple[np.ndarray, np.ndarray]], groups: dict[str, list[np.ndarray]], out: Path,
+                  seed: int = 0) -> Path:
+    """One row per synthetic group (method, mask source): a real crop, then the group's synthetic
+    images. Every tile keeps its native pixel size, so objects appear at the scale the model sees."""
+    rng = np.random.default_rng(seed)
+    first = next(iter(groups.values()))[0]
+    h, w = first.shape[:2]
+    zoom = max(1, 160 // max(h, w))  # small tiles are enlarged, all by the same whole factor
+    gap = np.full((h * zoom, 6, 3), 255, np.uint8)
+    rows = []
+    for k, (name, images) in enumerate(groups.items()):
+        image, mask = real[k % len(real)]
+        tiles = [_real_crop(image, mask, h, w, rng)]
+        for img in images:
+            t = np.full((h, w, 3), 128, np.uint8)
+            rgb = to_rgb8(img)[:h, :w]
+            t[: rgb.shape[0], : rgb.shape[1]] = rgb
+            tiles.append(t)
+        tiles = [np.repeat(np.repeat(t, zoom, axis=0), zoom, axis=1) for t in tiles]
+        row = np.concatenate(sum(([t, gap] for t in tiles), [])[:-1], axis=1)
+        scale = "same scale" if zoom == 1 else f"same scale, shown x{zoom}"
+        rows.append(_caption(f"real crop | synthetic: {name} ({w}x{h} px each, {scale})", max(row.shape[1], 460)))
+        rows.append(row)
+        rows.append(np.full((8, row.shape[1], 3), 255, np.uint8))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    out = Path(out)
+    write_png(out, np.concatenate(rows[:-1], axis=0))
+    return out
