@@ -15,11 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ConfigError  # re-exported: `from pipeline.config import ConfigError` keeps working
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message is meant for the user as is."""
 
 
 class Section(BaseModel):

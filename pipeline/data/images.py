@@ -24,15 +24,13 @@ from PIL import Image
 from skimage.measure import label as cc_label
 from skimage.segmentation import relabel_sequential
 
+from ..errors import InputError  # re-exported: callers import it from here too
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 MASK_EXTS = {".png", ".tif", ".tiff", ".bmp"}
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report problems ourselves
 Image.MAX_IMAGE_PIXELS = None  # the size limit is ours (config), not Pillow's bomb check
-
-
-class InputError(ValueError):
-    """Bad user input; ``str(err)`` is a one-line message naming the file."""
 
 
 def _check_not_truncated(path: Path, data: bytes) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.images import InputError, decode, to_instance_mask
+from ..data.images import decode, to_instance_mask
+from ..errors import InputError
 from ..io import write_bytes, write_json, write_png
 
 

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         from .model_source import resolve_model
 
         if fmt not in FORMATS:
-            from ..data.images import InputError
+            from ..errors import InputError
 
             raise InputError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
         source = resolve_model(model, arm, seed, config, min_area)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Config, load_config
-from ..data.images import InputError
+from ..errors import InputError
 from ..io import read_json
 from ..segmentation.postprocess import FALLBACK_MIN_AREA
 

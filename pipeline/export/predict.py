@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..data.images import IMAGE_EXTS, InputError, decode, read_image
+from ..data.images import IMAGE_EXTS, decode, read_image
 from ..data.labeled_set import SET_YAML_NAME, SetInfo
+from ..errors import InputError
 from ..io import atomic_path, read_json, write_json, write_png
 from .model_source import ModelSource
 

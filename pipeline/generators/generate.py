@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 
 from ..config import GenerationConfig, GeneratorConfig
-from ..data.images import InputError
 from ..data.store import MaskStore, PairStore, shard_ranges
 from ..device import autocast, pick_device
+from ..errors import InputError
 from ..io import load_torch, read_json, write_json
 from .base import mask_to_input
 from .registry import create_generator

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..config import MasksConfig
 from ..data.store import MaskStore, shard_ranges
+from ..errors import InputError
 from .shape_bank import ShapeBank
 
 PLACE_ATTEMPTS = 6  # new positions tried for a shape before it is skipped
@@ -60,8 +61,6 @@ class PlacementSampler:
     @classmethod
     def from_bank(cls, bank: ShapeBank, cfg: MasksConfig) -> PlacementSampler:
         if len(bank) == 0:
-            from ..data.images import InputError
-
             raise InputError("shape bank is empty: the training masks hold no object of at least min_area px")
         pools, probs = _shape_pools(bank, cfg.shape_pool_images)
         scale = cfg.scale if cfg.scale is not None else 1.0
