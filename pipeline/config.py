@@ -7,8 +7,6 @@ keys and wrong types raise :class:`ConfigError` with a one-line message.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError  # re-exported: `from pipeline.config import ConfigError` keeps working
+from .hashing import json_hash
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -198,8 +197,7 @@ class Config(Section):
 
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named sections: part of each stage's cache key."""
-        payload = {s: getattr(self, s).model_dump(mode="json") for s in sections}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return json_hash({s: getattr(self, s).model_dump(mode="json") for s in sections})
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -10,7 +10,6 @@ independent of batch size, shard size or resume points.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +20,10 @@ from ..config import GenerationConfig, GeneratorConfig
 from ..data.store import MaskStore, PairStore, shard_ranges
 from ..device import autocast, pick_device
 from ..errors import InputError
+from ..hashing import file_hash
 from ..io import load_torch, read_json, write_json
 from .base import mask_to_input
 from .registry import create_generator
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_generator(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
@@ -84,7 +76,7 @@ def generate_pairs(
     n_masks = len(masks)
     if n_masks == 0:
         raise InputError(f"{masks.root}: mask store is empty")
-    sha = file_sha256(checkpoint)[:12]
+    sha = file_hash(checkpoint, 12)
     store = PairStore(out_dir)
     info = {
         "checkpoint": str(checkpoint),
