@@ -1,6 +1,7 @@
 """Typed configuration: the one place that knows every option of every stage.
 
-Configs are YAML files in ``configs/`` (``smoke``, ``default``, ``full``) or any path. Command-line
+Configs are YAML files in ``configs/`` (``smoke``, ``default``, ``full``; installed as
+``pipeline/configs``) or any path. Command-line
 overrides are ``section.key=value`` strings whose values are parsed as YAML scalars/lists, except
 that an option typed ``str`` takes the text as typed (a set named ``20240601`` stays a string).
 Unknown keys and wrong types raise :class:`ConfigError` with a one-line message.
@@ -18,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import ConfigError  # re-exported: `from pipeline.config import ConfigError` keeps working
 from .hashing import json_hash
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def _config_dir() -> Path:
+    """The built-in configs ship inside the package (``pipeline/configs``, a link to the top-level
+    ``configs/`` in the repo), so wheels and non-editable installs find them. A checkout without
+    symlink support (Windows, core.symlinks=false) has a plain file there: use the repo's folder."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs"
+    return packaged if packaged.is_dir() else here.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 class Section(BaseModel):
