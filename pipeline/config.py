@@ -1,10 +1,10 @@
 """Typed configuration: the one place that knows every option of every stage.
 
 Configs are YAML files in ``configs/`` (``smoke``, ``default``, ``full``; installed as
-``pipeline/configs``) or any path. Command-line
-overrides are ``section.key=value`` strings whose values are parsed as YAML scalars/lists, except
-that an option typed ``str`` takes the text as typed (a set named ``20240601`` stays a string).
-Unknown keys and wrong types raise :class:`ConfigError` with a one-line message.
+``pipeline/configs``) or any path. Command-line overrides are ``section.key=value`` strings whose
+values are parsed as YAML scalars/lists, except that an option typed ``str`` takes the text as
+typed (a set named ``20240601`` stays a string). Unknown keys and wrong types raise
+:class:`ConfigError` with a one-line message.
 """
 
 from __future__ import annotations
