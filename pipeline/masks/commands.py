@@ -8,7 +8,9 @@ import typer
 
 # Before every command took positional `section.key=value` overrides, these two took -o/--override.
 # Still accepted (hidden) so existing scripts keep working; positional overrides win on conflict.
-LEGACY_OVERRIDE = typer.Option(None, "--override", "-o", hidden=True, help="deprecated: pass section.key=value positionally")
+LEGACY_OVERRIDE = typer.Option(
+    None, "--override", "-o", hidden=True, help="deprecated: pass section.key=value positionally"
+)
 
 
 def register(app: typer.Typer) -> None:
