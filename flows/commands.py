@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
     def serve(
         config: str = typer.Option("default", "--config", "-c", help="config the deployments use by default"),
         watch_minutes: float = typer.Option(10.0, help="how often the watch-data deployment checks data/ (0 = off)"),
+        overrides: list[str] | None = typer.Argument(
+            None, help="config overrides the deployments use by default, section.key=value"
+        ),
     ) -> None:
         """Serve the deployments `synth-pretrain/default` and `synth-pretrain/watch-data` to a Prefect server
         (PREFECT_API_URL). Start the server first: prefect server start --host 127.0.0.1"""
@@ -90,15 +93,17 @@ def register(app: typer.Typer) -> None:
 
         from pipeline.config import load_config
 
-        load_config(config)
+        overrides = list(overrides or [])
+        load_config(config, overrides)
         if not PREFECT_API_URL.value():
             fail("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and "
                  "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`")
         from .synth_pretrain import synth_pretrain
 
         common = {"entrypoint_type": EntrypointType.MODULE_PATH}
+        params = {"config": config, "overrides": overrides}
         deployments = [
-            synth_pretrain.to_deployment(name="default", parameters={"config": config},
+            synth_pretrain.to_deployment(name="default", parameters=params,
                                          description="Run the pipeline on one set (default: the config's data.set).",
                                          **common)
         ]
@@ -106,7 +111,7 @@ def register(app: typer.Typer) -> None:
             deployments.append(
                 synth_pretrain.to_deployment(
                     name="watch-data", interval=timedelta(minutes=watch_minutes),
-                    parameters={"config": config, "sets": ["*"], "only_changed": True},
+                    parameters={**params, "sets": ["*"], "only_changed": True},
                     description="Check data/ on a schedule and run the pipeline for new or changed sets only.",
                     **common,
                 )

@@ -15,6 +15,8 @@ from functools import wraps
 
 import typer
 
+from .errors import USER_ERRORS
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
@@ -43,14 +45,11 @@ def fail(message: str, code: int = 2) -> None:
 
 def user_errors(fn):
     """Turn the pipeline's user-facing errors into one-line messages (no traceback)."""
-    from .config import ConfigError
-    from .data.images import InputError
-
     @wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, InputError) as e:
+        except USER_ERRORS as e:
             lines = str(e).splitlines() or ["invalid input"]
             for line in lines[:-1]:
                 typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)

@@ -1,25 +1,35 @@
 """Typed configuration: the one place that knows every option of every stage.
 
-Configs are YAML files in ``configs/`` (``smoke``, ``default``, ``full``) or any path. Command-line
-overrides are ``section.key=value`` strings whose values are parsed as YAML scalars/lists. Unknown
-keys and wrong types raise :class:`ConfigError` with a one-line message.
+Configs are YAML files in ``configs/`` (``smoke``, ``default``, ``full``; installed as
+``pipeline/configs``) or any path. Command-line overrides are ``section.key=value`` strings whose
+values are parsed as YAML scalars/lists, except that an option typed ``str`` takes the text as
+typed (a set named ``20240601`` stays a string). Unknown keys and wrong types raise
+:class:`ConfigError` with a one-line message.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+from .errors import ConfigError  # re-exported: `from pipeline.config import ConfigError` keeps working
+from .hashing import json_hash
 
 
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message is meant for the user as is."""
+def _config_dir() -> Path:
+    """The built-in configs ship inside the package (``pipeline/configs``, a link to the top-level
+    ``configs/`` in the repo), so wheels and non-editable installs find them. A checkout without
+    symlink support (Windows, core.symlinks=false) has a plain file there: use the repo's folder."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs"
+    return packaged if packaged.is_dir() else here.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 class Section(BaseModel):
@@ -233,8 +243,7 @@ class Config(Section):
 
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named sections: part of each stage's cache key."""
-        payload = {s: getattr(self, s).model_dump(mode="json") for s in sections}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return json_hash({s: getattr(self, s).model_dump(mode="json") for s in sections})
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -273,9 +282,56 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
-def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+def _field_annotation(model: type[BaseModel], keys: list[str]) -> Any:
+    """Type annotation of the option at ``keys`` (``masks.sources.placement`` walks into the dict's
+    value type); None when the path is not an option (pydantic then reports the unknown key)."""
+    ann: Any = model
+    for k in keys:
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(k)
+            if field is None:
+                return None
+            ann = field.annotation
+        elif get_origin(ann) is dict:
+            ann = get_args(ann)[1]
+        else:
+            return None
+    return ann
+
+
+def _is_text(ann: Any) -> tuple[bool, bool]:
+    """(the option holds text only, it also accepts None): ``str``, ``str | None``, ``Literal`` of
+    strings. ``int | Literal["auto"]`` is not text only: there YAML typing is wanted."""
+    if ann is str:
+        return True, False
+    if get_origin(ann) is Literal:
+        return all(isinstance(a, str) for a in get_args(ann)), False
+    if get_origin(ann) in (Union, types.UnionType):
+        members = [a for a in get_args(ann) if a is not type(None)]
+        text = bool(members) and all(_is_text(a)[0] for a in members)
+        return text, len(members) < len(get_args(ann))
+    return False, False
+
+
+def _typed_value(keys: list[str], raw_text: str, value: Any, model: type[BaseModel]) -> Any:
+    """YAML reads ``20240601`` as an int, ``2024-06-01`` as a date and ``on`` as True; a string
+    option (a set name, a path, a device) wants the characters the user typed. ``null`` or an empty
+    value still mean None where the option accepts None."""
+    text_only, nullable = _is_text(_field_annotation(model, keys))
+    if not text_only or isinstance(value, str) or (value is None and nullable):
+        return value
+    return raw_text.strip()
+
+
+def apply_overrides(
+    raw: dict, overrides: list[str] | tuple[str, ...], model: type[BaseModel] | None = None
+) -> dict:
+    """Apply ``section.key=value`` strings to a raw config mapping; ``model`` (default
+    :class:`Config`) says which options are strings (see :func:`_typed_value`)."""
+    model = model or Config
     for text in overrides:
         keys, value = parse_override(text)
+        value = _typed_value(keys, text.split("=", 1)[1], value, model)
         node = raw
         for k in keys[:-1]:
             child = node.get(k)

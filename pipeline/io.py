@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -116,8 +118,6 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
 def load_user_torch(path: str | Path, what: str) -> Any:
     """Load a torch file the user pointed us at (weights, checkpoints) or fail with one line naming
     the file: missing and unreadable files are input errors, not tracebacks."""
-    from .data.images import InputError
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {what} not found (weights are never downloaded)")

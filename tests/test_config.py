@@ -46,3 +46,28 @@ def test_section_hash_changes_only_with_its_section():
 def test_every_yaml_in_configs_is_valid():
     for path in CONFIG_DIR.glob("*.yaml"):
         load_config(path)
+
+
+@pytest.mark.parametrize("text", ["20240601", "2024-06-01", "on", "007", "1e3", "0x1F"])
+def test_string_options_keep_the_text_as_typed(text):
+    """YAML would read these as an int, a date, a bool, an octal, a float, a hex int: a set name is text."""
+    cfg = load_config("smoke", [f"data.set={text}", f"name={text}", f"data.test_list={text}"])
+    assert cfg.data.set == text and cfg.name == text and cfg.data.test_list == text
+
+
+def test_string_override_quotes_and_null():
+    cfg = load_config("smoke", ["data.set='my set'", "data.test_list=null", "generator.diffaug="])
+    assert cfg.data.set == "my set"
+    assert cfg.data.test_list is None  # optional string: null still means None
+    assert cfg.generator.diffaug == ""  # required string: empty means the empty string, not None
+
+
+def test_non_string_options_are_still_parsed_as_yaml():
+    overrides = ["evaluation.min_object_area=20", "masks.sources={placement: 1}", "masks.scale=null"]
+    cfg = load_config("smoke", overrides)
+    assert cfg.evaluation.min_object_area == 20  # int | "auto": YAML typing wanted
+    assert cfg.masks.sources == {"placement": 1.0}
+    assert cfg.masks.scale is None
+    assert load_config("smoke", ["evaluation.min_object_area=auto"]).evaluation.min_object_area == "auto"
+    with pytest.raises(ConfigError, match="masks.overlap"):
+        load_config("smoke", ["masks.overlap=20240601"])  # a Literal of strings: the text, then refused

@@ -35,6 +35,7 @@ def random_inputs():
     return [torch.rand(n, 1, h, w, generator=gen) for n, h, w in SIZES]
 
 
+@pytest.mark.slow  # ~30 s on the 2-core CPU: ONNX export + onnxruntime parity
 def test_onnx_export_matches_pytorch(checkpoint, tmp_path):
     import onnxruntime as ort
 

@@ -18,6 +18,7 @@ import pytest
 from pipeline.data.demo import render_demo_set
 from pipeline.data.images import decode
 
+pytestmark = pytest.mark.slow  # whole smoke flows: 1-7 min each on the 2-core CPU
 BIN = Path(sys.executable).parent
 FAST = ["generator.steps=2", "generator.checkpoint_every=1", "generator.sample_every=2", "segmentation.pretrain_max_steps=2",
         "segmentation.max_steps=2", "segmentation.eval_every=2", "masks.count=16", "generation.count=16"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real Prefect server + a deployment run: ~2.5 min on the 2-core CPU
 BIN = Path(sys.executable).parent
 
 

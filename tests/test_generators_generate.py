@@ -12,10 +12,11 @@ from test_generators_training import make_cfg
 from pipeline.config import GenerationConfig
 from pipeline.data.images import InputError
 from pipeline.data.store import MaskStore
-from pipeline.generators.generate import file_sha256, generate_pairs, load_generator
+from pipeline.generators.generate import generate_pairs, load_generator
 from pipeline.generators.losses import load_vgg19_features
 from pipeline.generators.quality import diversity, mask_fidelity, realism_c2st
 from pipeline.generators.training_loop import train_generator
+from pipeline.hashing import file_hash
 
 torch.set_num_threads(1)
 
@@ -49,7 +50,7 @@ def test_generation_provenance_and_determinism(vae_ckpt, mask_store, tmp_path):
     assert man["style"].tolist() == [0, 1] * 5
     assert man["mask_source"].tolist() == ["placement"] * 8 + ["segmodel"] * 2
     assert set(man["generator"]) == {"spade"} and set(man["seed"]) == {5}
-    assert set(man["checkpoint_sha256"]) == {file_sha256(vae_ckpt)[:12]}
+    assert set(man["checkpoint_sha256"]) == {file_hash(vae_ckpt, 12)}
     img, mask = store[3]
     assert img.shape == (40, 40, 1) and np.array_equal(mask, mask_store[1])
     assert not np.array_equal(store[2][0], store[3][0])  # two styles of one mask differ (VAE)

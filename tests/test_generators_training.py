@@ -43,6 +43,7 @@ def _fail_on_call(monkeypatch, method: str, call: int, result):
     monkeypatch.setattr(SPADEModel, method, wrapper)
 
 
+@pytest.mark.slow  # ~10 s on the 2-core CPU: two short trainings compared step for step
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     pairs = toy_pairs(4, 40, 56)
     full = load_torch(train_generator(make_cfg(), pairs, tmp_path / "full", progress=False))

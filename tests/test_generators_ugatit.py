@@ -1,3 +1,4 @@
+import pytest
 import torch
 from test_generators_base import GeneratorChecks, to_batch, toy_pairs
 
@@ -10,6 +11,10 @@ class TestUGATIT(GeneratorChecks):
         with torch.no_grad():
             losses = model.losses_g(batch)
         return float(losses["g_cycle_a"] + losses["g_cycle_b"])
+
+    @pytest.mark.slow  # ~20 s on the 2-core CPU (SPADE's, in the quick loop, takes ~5 s)
+    def test_overfit_lowers_reconstruction(self):
+        super().test_overfit_lowers_reconstruction()
 
     def test_rho_is_clipped_after_step(self):
         model = self.model(1)

@@ -173,16 +173,22 @@ def test_cli_writes_masks_bank_and_stats(tmp_path):
     demo = render_demo_set(tmp_path / "demo", n_images=10, size=64, seed=0)
     out = tmp_path / "masks"
     args = ["masks", "--set", str(demo), "--out", str(out), "--count", "12", "--size", "48", "--seed", "1",
-            "--workers", "1", "--config", "smoke", "-o", "runtime.progress=false", "--stats"]
+            "--workers", "1", "--config", "smoke", "runtime.progress=false", "--stats"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert len(MaskStore(out)) == 12 and MaskStore(out)[0].shape == (48, 48)
     assert (out / "shape_bank" / "bank.json").is_file()
     for name in ("mask_stats.csv", "mask_stats.png", "mask_grid.png"):
         assert (out / "stats" / name).stat().st_size > 0
-    result = CliRunner().invoke(app, ["shape-bank", str(demo), str(tmp_path / "bank"), "--config", "smoke"])
+    result = CliRunner().invoke(app, ["shape-bank", str(demo), str(tmp_path / "bank"), "--config", "smoke",
+                                      "shape_bank.min_area=1000000"])
     assert result.exit_code == 0, result.output
-    assert "shapes from" in result.output
+    assert "shape bank: 0 shapes from" in result.output  # the positional override reached the config
+    # the old -o/--override still works (hidden, deprecated), and positional overrides win over it
+    result = CliRunner().invoke(app, ["shape-bank", str(demo), str(tmp_path / "bank2"), "--config", "smoke",
+                                      "-o", "shape_bank.min_area=1000000", "shape_bank.min_area=1"])
+    assert result.exit_code == 0, result.output
+    assert "shape bank: 0 shapes" not in result.output and "shapes from" in result.output
 
 
 def test_cli_refuses_an_invalid_set(tmp_path):

@@ -38,16 +38,14 @@ from PIL import Image
 from skimage.measure import label as cc_label
 from skimage.segmentation import relabel_sequential
 
+from ..errors import InputError  # re-exported: callers import it from here too
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 MASK_EXTS = {".png", ".tif", ".tiff", ".bmp"}
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report problems ourselves
 # Pillow's decompression-bomb guard stays on for the whole process; our own limit (config
 # data.max_image_pixels) is checked from the file header before any pixel is decoded.
-
-
-class InputError(ValueError):
-    """Bad user input; ``str(err)`` is a one-line message naming the file."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,9 +22,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Object precision/recall/F1 at evaluation.iou_threshold (+ sweep, pixel, count and size errors)."""
         from ..config import load_config
-        from ..data.images import InputError
         from ..data.labeled_set import load_pairs, require_valid
         from ..data.splits import splits_for
+        from ..errors import InputError
         from ..io import write_json, write_text
         from ..segmentation.training import predict_instances
         from .metrics import evaluate_instances, json_safe

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.images import InputError, decode
+from ..data.images import decode
 from ..data.label_formats import find_sources
+from ..errors import InputError
 from ..io import write_bytes, write_json, write_png
 
 

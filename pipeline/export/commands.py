@@ -11,6 +11,11 @@ MODEL_HELP = (
     "arm's fine-tuned best-validation checkpoint of --seed"
 )
 
+OVERRIDES_HELP = (
+    "section.key=value config overrides (e.g. evaluation.fg_threshold=0.4), applied to the run's config "
+    "or to --config"
+)
+
 
 def register(app: typer.Typer) -> None:
     from ..cli import user_errors
@@ -31,12 +36,13 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("default", "--config", help="with a checkpoint file: config for thresholds"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         max_pixels: int | None = typer.Option(None, "--max-pixels", help="skip images with more pixels than this (default: config data.max_image_pixels, 40 MP)"),
+        overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     ) -> None:
         """Instance masks, contour overlays and per-object sizes for every image of a folder."""
         from .model_source import resolve_model
         from .predict import find_pixel_size, predict_folder
 
-        source = resolve_model(model, arm, seed, config, min_area)
+        source = resolve_model(model, arm, seed, config, min_area, overrides or [])
         pixel = find_pixel_size(images_dir, pixel_size, pixel_unit)
         typer.echo(f"model: {source.checkpoint}; min object area {source.min_object_area} px ({source.min_area_origin})"
                    + (f"; pixel size {pixel.size:g} {pixel.unit} ({pixel.origin})" if pixel else ""))
@@ -56,16 +62,17 @@ def register(app: typer.Typer) -> None:
         seed: int | None = typer.Option(None, help="with a run folder: training seed (default: the lowest)"),
         min_area: int | None = typer.Option(None, "--min-area", help="min_object_area to record (default: the run's)"),
         config: str = typer.Option("default", "--config", help="with a checkpoint file: config for thresholds"),
+        overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     ) -> None:
         """Write the network as ONNX (dynamic batch/height/width) or TorchScript, plus model.json."""
         from .model_export import FORMATS, export_model, output_path
         from .model_source import resolve_model
 
         if fmt not in FORMATS:
-            from ..data.images import InputError
+            from ..errors import InputError
 
             raise InputError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-        source = resolve_model(model, arm, seed, config, min_area)
+        source = resolve_model(model, arm, seed, config, min_area, overrides or [])
         path = output_path(model, fmt, out)
         info = export_model(source, fmt, path)
         v = info["verified"]

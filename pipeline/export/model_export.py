@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.images import InputError
+from ..errors import InputError
 from ..io import atomic_path, write_json
 from ..segmentation.training import (
     INPUT_MEAN,

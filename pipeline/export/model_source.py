@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Config, load_config
-from ..data.images import InputError
+from ..errors import InputError
 from ..io import read_json
 from ..segmentation.postprocess import FALLBACK_MIN_AREA
 
@@ -118,8 +118,10 @@ def resolve_model(
     seed: int | None = None,
     config: str | Path = "default",
     min_area: int | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> ModelSource:
-    """Checkpoint + post-processing for MODEL (a checkpoint file or a run folder)."""
+    """Checkpoint + post-processing for MODEL (a checkpoint file or a run folder). ``overrides``
+    (``section.key=value``) apply to the run's config or to ``config``, e.g. other thresholds."""
     model = Path(model)
     from ..segmentation.arms import ARMS
 
@@ -129,13 +131,13 @@ def resolve_model(
     if model.is_dir():
         if not (model / "config.yaml").is_file():
             raise InputError(f"{model}: not a run folder (no config.yaml) and not a checkpoint file")
-        cfg: Config = load_config(model / "config.yaml")
+        cfg: Config = load_config(model / "config.yaml", overrides)
         ckpt, row = pick_from_run(model, arm, seed)
         found_area, origin = row.get("min_object_area"), f"run {model.name}"
         tuned = row
         description = {"run": str(model), "arm": row["arm"], "seed": int(row["seed"]), "n_real": int(row["n_real"])}
     elif model.is_file():
-        cfg = load_config(config)
+        cfg = load_config(config, overrides)
         ckpt = model
         beside = _metrics_beside(model)
         found_area = beside.get("min_object_area") if beside else None

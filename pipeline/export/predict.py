@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..data.images import IMAGE_EXTS, InputError, decode, read_image
+from ..data.images import IMAGE_EXTS, decode, read_image
 from ..data.labeled_set import SET_YAML_NAME, SetInfo
+from ..drawing import draw_outlines, to_rgb8
+from ..errors import InputError
 from ..io import atomic_path, read_json, write_json, write_png
 from .model_source import ModelSource
 
@@ -113,14 +115,7 @@ def summarize_image(objects: pd.DataFrame, image_name: str, height: int, width: 
 def draw_contours(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """RGB uint8 image with each object's inner boundary in its own colour (touching objects stay
     distinguishable)."""
-    from skimage.segmentation import find_boundaries
-
-    from ..report.plots import colorize, to_rgb8
-
-    canvas = to_rgb8(image).copy()
-    edge = find_boundaries(labels, mode="inner") & (labels > 0)
-    canvas[edge] = colorize(labels)[edge]
-    return canvas
+    return draw_outlines(to_rgb8(image), labels)
 
 
 def size_plot(objects: pd.DataFrame, n_images: int, out: Path, pixel: PixelSize | None) -> None:

@@ -56,9 +56,9 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from ..config import load_config
-        from ..data.images import InputError
         from ..data.store import MaskStore
         from ..device import pick_device
+        from ..errors import InputError
         from .generate import generate_pairs
 
         extra = [f"generation.count={count}"] if count is not None else []

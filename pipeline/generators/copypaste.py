@@ -8,7 +8,6 @@ training; it answers "is a GAN worth it here, or does pasting real objects do as
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 from skimage.measure import regionprops
 
 from ..data.store import MaskStore, PairStore, shard_ranges
+from ..hashing import file_hash
 from ..io import write_npz
 
 BANK_FILE = "copypaste_bank.npz"
@@ -60,7 +60,7 @@ class CopyPasteBank:
     def __init__(self, path: Path):
         with np.load(path) as z:
             self.crops, self.masks, self.backgrounds = _unpack(z, "crop"), _unpack(z, "mask"), _unpack(z, "bg")
-        self.digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        self.digest = file_hash(path, 12)
 
     def render(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One image (float32 HxWxC in [0, 1]) for an instance mask."""

@@ -10,7 +10,6 @@ independent of batch size, shard size or resume points.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +17,13 @@ import torch
 import torch.nn as nn
 
 from ..config import GenerationConfig, GeneratorConfig
-from ..data.images import InputError
 from ..data.store import MaskStore, PairStore, shard_ranges
 from ..device import autocast, pick_device
+from ..errors import InputError
+from ..hashing import file_hash
 from ..io import load_user_torch, read_json, write_json
 from .base import mask_to_input
 from .registry import create_generator
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_generator(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
@@ -86,7 +78,7 @@ def generate_pairs(
         raise InputError(f"{masks.root}: mask store is empty")
     if not checkpoint.is_file():
         raise InputError(f"{checkpoint}: generator checkpoint not found")
-    sha = file_sha256(checkpoint)[:12]
+    sha = file_hash(checkpoint, 12)
     info = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha,

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import InputError
+
 
 def hinge_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Hinge loss for D (SPADE, after Lim & Ye / Miyato et al.)."""
@@ -38,7 +40,6 @@ def load_vgg19_features(path: str | Path, device: torch.device) -> nn.Module:
     dict); never downloads. Cached per (file, device) and kept out of checkpoints."""
     from torchvision.models import vgg19
 
-    from ..data.images import InputError
     from ..io import load_user_torch
 
     path = Path(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config import GeneratorConfig
+from ..errors import InputError
 from .base import GeneratorModel
 from .spade import SPADEModel
 from .ugatit import UGATITModel
@@ -15,7 +16,5 @@ GENERATORS: dict[str, type[GeneratorModel]] = {
 
 def create_generator(name: str, in_mask_channels: int, out_channels: int, cfg: GeneratorConfig) -> GeneratorModel:
     if name not in GENERATORS:
-        from ..data.images import InputError  # lazy: model code stays importable without OpenCV
-
         raise InputError(f"generator.model={name}: not a trainable generator here; known: {sorted(GENERATORS)}")
     return GENERATORS[name](in_mask_channels, out_channels, cfg)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from ..config import Config, GeneratorConfig
-from ..data.images import InputError
 from ..device import autocast, configure, pick_device
+from ..errors import InputError
 from ..io import load_torch, read_json, save_torch, write_json, write_png, write_text
 from .base import MASK_CHANNELS, GeneratorModel
 from .dataset import CropSampler

@@ -6,14 +6,20 @@ from pathlib import Path
 
 import typer
 
+# Before every command took positional `section.key=value` overrides, these two took -o/--override.
+# Still accepted (hidden) so existing scripts keep working; positional overrides win on conflict.
+LEGACY_OVERRIDE = typer.Option(
+    None, "--override", "-o", hidden=True, help="deprecated: pass section.key=value positionally"
+)
+
 
 def register(app: typer.Typer) -> None:
     from ..cli import fail, user_errors
 
-    def _config(config: str, overrides: list[str] | None, n_train: int | None):
+    def _config(config: str, overrides: list[str] | None, legacy: list[str] | None, n_train: int | None):
         from ..config import load_config
 
-        cfg = load_config(config, list(overrides or []))
+        cfg = load_config(config, [*(legacy or []), *(overrides or [])])
         if n_train is not None:
             cfg.data.n_train = n_train
         return cfg
@@ -36,13 +42,14 @@ def register(app: typer.Typer) -> None:
         set_dir: Path = typer.Argument(..., help="labeled-set folder (images/, masks/)"),
         out_dir: Path = typer.Argument(..., help="folder to write the shape bank into"),
         config: str = typer.Option("default", help="config name (configs/) or YAML path"),
-        override: list[str] = typer.Option(None, "--override", "-o", help="section.key=value, repeatable"),
         n_train: int = typer.Option(None, help="real training masks to use (default: data.n_train)"),
+        overrides: list[str] | None = typer.Argument(None, help="section.key=value config overrides"),
+        legacy: list[str] | None = LEGACY_OVERRIDE,
     ) -> None:
         """Measure every object of the training masks and store their shapes and statistics."""
         from .shape_bank import build_shape_bank
 
-        cfg = _config(config, override, n_train)
+        cfg = _config(config, overrides, legacy, n_train)
         stems, masks = _validated_training_masks(set_dir, cfg)
         bank = build_shape_bank(masks, cfg.shape_bank, stems)
         bank.save(out_dir)
@@ -58,16 +65,17 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, help="random stream (default: masks.seed)"),
         workers: int = typer.Option(None, help="processes (default: masks.workers)"),
         config: str = typer.Option("default", help="config name (configs/) or YAML path"),
-        override: list[str] = typer.Option(None, "--override", "-o", help="section.key=value, repeatable"),
         n_train: int = typer.Option(None, help="real training masks to use (default: data.n_train)"),
         shard_size: int = typer.Option(500, help="masks per shard (the unit of resume)"),
         stats: bool = typer.Option(False, "--stats", help="also write real-vs-synthetic statistics and plots"),
+        overrides: list[str] | None = typer.Argument(None, help="section.key=value config overrides"),
+        legacy: list[str] | None = LEGACY_OVERRIDE,
     ) -> None:
         """Random-placement masks from the training split's shape bank, as a resumable MaskStore."""
         from .placement import check_store_settings, store_settings, write_placement_masks
         from .shape_bank import build_shape_bank
 
-        cfg = _config(config, override, n_train)
+        cfg = _config(config, overrides, legacy, n_train)
         updates = {k: v for k, v in {"count": count, "size": size, "seed": seed, "workers": workers}.items() if v is not None}
         mcfg = cfg.masks.model_copy(update=updates)
         type(mcfg).model_validate(mcfg.model_dump())  # re-check the command-line values

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import MasksConfig
 from ..data.store import MaskStore, shard_ranges
+from ..errors import InputError
 from ..io import read_json, write_json
 from .shape_bank import ShapeBank
 
@@ -62,8 +63,6 @@ class PlacementSampler:
     @classmethod
     def from_bank(cls, bank: ShapeBank, cfg: MasksConfig) -> PlacementSampler:
         if len(bank) == 0:
-            from ..data.images import InputError
-
             raise InputError("shape bank is empty: the training masks hold no object of at least min_area px")
         pools, probs = _shape_pools(bank, cfg.shape_pool_images)
         scale = cfg.scale if cfg.scale is not None else 1.0
@@ -304,7 +303,6 @@ def check_store_settings(out_dir: str | Path, settings: dict) -> None:
     Shards are the unit of resume, so a folder written with another count, size, seed or bank
     would otherwise be passed off as the requested masks (ask for 4 of 64x64, get the 3 of 32x32
     already there). A mismatch is a one-line error: the folder is the user's, we do not delete it."""
-    from ..data.images import InputError
 
     out_dir = Path(out_dir)
     path = out_dir / SETTINGS_FILE

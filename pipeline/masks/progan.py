@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.store import MaskStore, shard_ranges
+from ..errors import InputError
 from ..io import load_torch, save_torch, write_json
 from ..segmentation.postprocess import instances_from_probs
 from ..segmentation.targets import make_target
@@ -164,8 +165,6 @@ def train_progan(
 ) -> Path:
     """Train on random crops of real instance masks; returns ``out_dir/progan.pt`` (resumes from it)."""
     if size < 8 or size & (size - 1):
-        from ..data.images import InputError
-
         raise InputError(f"masks.size={size}: the ProgressiveGAN mask source needs a power of two (e.g. 128)")
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "progan.pt"

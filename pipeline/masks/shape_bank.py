@@ -22,6 +22,7 @@ import pandas as pd
 from skimage.measure import regionprops
 
 from ..config import ShapeBankConfig
+from ..errors import InputError
 from ..io import read_json, write_json, write_npz, write_parquet
 
 BANK_FORMAT = 1
@@ -76,8 +77,6 @@ class ShapeBank:
         bank_dir = Path(bank_dir)
         meta_path = bank_dir / "bank.json"
         if not meta_path.is_file():
-            from ..data.images import InputError
-
             raise InputError(f"{bank_dir}: not a shape bank (no bank.json; was it fully written?)")
         meta = read_json(meta_path)
         with np.load(bank_dir / "crops.npz") as z:

@@ -195,14 +195,6 @@ def plot_mask_sources(
     return path
 
 
-def colorize(mask: np.ndarray, seed: int = 0) -> np.ndarray:
-    """uint8 RGB picture of an instance map: black background, one random bright colour per id."""
-    mask = np.asarray(mask)
-    palette = np.random.default_rng(seed).integers(60, 256, (int(mask.max()) + 1, 3)).astype(np.uint8)
-    palette[0] = 0
-    return palette[mask]
-
-
 def plot_mask_grid(
     real_masks: list[np.ndarray], synthetic_masks: list[np.ndarray], path: str | Path, columns: int = 8, tile: int = 128,
     label: str = "placement",
@@ -210,6 +202,7 @@ def plot_mask_grid(
     """Top row real crops, bottom row synthetic masks, coloured by instance, as one small PNG."""
     import cv2
 
+    from ..drawing import colorize
     from ..io import write_png
 
     def row(masks: list[np.ndarray]) -> np.ndarray:

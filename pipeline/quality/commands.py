@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure how good synthetic pairs are, with no downloaded weights; writes OUT/quality.json."""
         from ..config import load_config
-        from ..data.images import InputError
         from ..data.labeled_set import load_pairs, require_valid
         from ..data.splits import splits_for
+        from ..errors import InputError
         from ..io import write_json
         from ..segmentation.postprocess import resolve_min_area
         from .measure import measure_quality, style_grid

@@ -46,9 +46,9 @@ def style_grid(
     crop: int = 128, seed: int = 0, tile: int = 128,
 ) -> None:
     """Rows of mask | real image | generated images (one per style code), from centre crops of real pairs."""
+    from ..drawing import colorize, to_rgb8
     from ..generators.base import mask_to_input
     from ..generators.generate import load_generator, style_vector
-    from ..report.plots import colorize, to_rgb8
 
     gen, _ = load_generator(generator_ckpt, "cpu")
     z_dim = int(getattr(gen, "z_dim", 0))
