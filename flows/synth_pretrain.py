@@ -225,7 +225,7 @@ def make_task_runner(cfg: Config):
     if rt.max_parallel_tasks > 1:
         # torch's default generator is one per process: threads training side by side draw from it
         # in whatever order they run. Dask workers are processes, each stage seeding its own.
-        get_run_logger().warning(f"runtime.max_parallel_tasks={rt.max_parallel_tasks}: tasks in threads share "
+        logging.getLogger("synth_pretrain.flow").warning(f"runtime.max_parallel_tasks={rt.max_parallel_tasks}: tasks in threads share "
                                  "torch's random generator, so results are not bit-reproducible; "
                                  "runtime.task_runner=dask runs them in separate processes")
     return ThreadPoolTaskRunner(max_workers=rt.max_parallel_tasks)

@@ -159,3 +159,50 @@ def test_report_artifact_shows_the_path_as_text_and_the_table(tmp_path):
     md = report_markdown(tmp_path, tmp_path / "report.html")
     assert "| 12 | real_only |" in md and f"`{(tmp_path / 'report.html').resolve()}`" in md
     assert "file://" not in md
+
+
+def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
+    """The flow's order, with the stages stubbed (each sleeps and records when it ran) and four
+    parallel task threads allowed: generator training runs alone, never beside mask tasks,
+    generation or segmentation arms, for every synthesis method."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    import flows.synth_pretrain as flow
+
+    spans: list[tuple[str, float, float]] = []
+
+    def stub(kind: str, returns):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            time.sleep(0.3)
+            spans.append((kind, t0, time.perf_counter()))
+            return returns(*args), 0.3, False
+        return run
+
+    out = tmp_path / "stage"
+    monkeypatch.setattr(stages, "stage_shape_bank", stub("shape_bank", lambda *a: out))
+    monkeypatch.setattr(stages, "stage_placement_masks", stub("masks", lambda *a: out))
+    monkeypatch.setattr(stages, "stage_segmodel_masks", stub("masks", lambda *a: out))
+    monkeypatch.setattr(stages, "stage_train_generator", stub("generator", lambda *a: out))
+    monkeypatch.setattr(stages, "stage_generate", stub("generate", lambda *a: out))
+    monkeypatch.setattr(stages, "stage_seg_arm", stub("arm", lambda *a: out))
+    monkeypatch.setattr(stages, "record", lambda *a: None)
+    monkeypatch.setattr(stages, "write_samples", lambda *a: None)
+    monkeypatch.setattr(stages, "reference_segmenter", lambda *a: None)
+    monkeypatch.setattr(flow, "report_task", lambda ctx, arm_dirs: tmp_path / "report.html")
+    monkeypatch.setattr(flow, "_publish", lambda ctx, html: None)
+    overrides = [f"runtime.runs_dir={tmp_path / 'runs'}", "runtime.max_parallel_tasks=4", "runtime.progress=false",
+                 "masks.sources={placement: 0.5, segmodel: 0.5}", "segmentation.seeds=[0,1]",
+                 "segmentation.n_real=[6,12]"]
+    cfg = load_config("smoke", overrides)
+    with prefect_test_harness():
+        flow.process_set.with_options(task_runner=flow.make_task_runner(cfg))(
+            "demo", "smoke", overrides, "r", ["spade", "ugatit"])
+    kinds = [k for k, _, _ in spans]
+    assert kinds.count("generator") == 4 and kinds.count("masks") == 4 and kinds.count("arm") == 2 * 2 * 5
+    parallel = any(s1 < e2 and s2 < e1 for i, (k1, s1, e1) in enumerate(spans) for k2, s2, e2 in spans[i + 1:])
+    assert parallel, "the stub run never ran two tasks at once: the test shows nothing"
+    for kind, s, e in spans:
+        if kind == "generator":
+            beside = [k for k, s2, e2 in spans if (k, s2, e2) != (kind, s, e) and s2 < e and s < e2]
+            assert not beside, f"generator training ran beside {beside}"
