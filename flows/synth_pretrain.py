@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,8 @@ from pipeline.config import Config, load_config
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 TASK = {"cache_policy": NO_CACHE, "persist_result": False}
-# Retries only where a second attempt can succeed and resumes the work done: the long stages that a
-# lost worker or an out-of-memory kill interrupts (they pick up their checkpoints and shards).
-# Never on input errors, which the parent flow finds once, before anything runs (stages.check_set).
+
+
 def _not_a_user_error(task, task_run, state) -> bool:
     """Retry condition: a stage that stopped on bad input fails the same way again."""
     from pipeline.config import ConfigError
@@ -52,6 +52,9 @@ def _not_a_user_error(task, task_run, state) -> bool:
     return not isinstance(state.data, (InputError, ConfigError))
 
 
+# Retries only where a second attempt can succeed and resumes the work done: the long stages that a
+# lost worker or an out-of-memory kill interrupts (they pick up their checkpoints and shards).
+# Never on input errors, which the parent flow finds once, before anything runs (stages.check_set).
 RESUMABLE = {"retries": 1, "retry_delay_seconds": 10, "retry_condition_fn": _not_a_user_error}
 # Log records carrying this flag are one-line user errors: `synth-pretrain run` prints them itself
 # in the `validate` format (flows/commands.py) instead of Prefect's console format.
@@ -106,11 +109,18 @@ def _stage_setup(cfg: Config) -> None:
         torch.set_num_threads(threads)
 
 
-def _with_progress(description: str):
-    """A progress artifact that the stage's log records (``extra={"progress": f}``) move."""
+@contextmanager
+def _progress_artifact(description: str):
+    """A progress artifact that the stage's log records (``extra={"progress": f}``) move while the
+    body runs; 100 % when it ends. The context variable is reset after, so a task called directly
+    in the flow's thread leaves nothing behind."""
     artifact = create_progress_artifact(progress=0.0, description=description)
-    _PROGRESS.set(artifact)
-    return artifact
+    token = _PROGRESS.set(artifact)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+    update_progress_artifact(artifact, progress=100.0)
 
 
 @task(name="prepare-run", **TASK)
@@ -140,11 +150,9 @@ def masks_task(ctx, source: str, bank_dir: Path, count: int, n_real: int):
 @task(name="train-generator", task_run_name="train-generator-{ctx.cfg.generator.model}", **TASK, **RESUMABLE)
 def generator_task(ctx, n_real: int):
     _stage_setup(ctx.cfg)
-    artifact = _with_progress(f"{ctx.cfg.generator.model} generator for {ctx.set_name} (n_real {n_real}): "
-                              "training steps")
-    result = stages.stage_train_generator(ctx, n_real)
-    update_progress_artifact(artifact, progress=100.0)
-    return result
+    with _progress_artifact(f"{ctx.cfg.generator.model} generator for {ctx.set_name} (n_real {n_real}): "
+                            "training steps"):
+        return stages.stage_train_generator(ctx, n_real)
 
 
 @task(name="generate", **TASK, **RESUMABLE)
@@ -180,11 +188,9 @@ def generate_task(ctx, generator_dir: Path, mask_dir: Path):
       **RESUMABLE)
 def seg_arm_task(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path]):
     _stage_setup(ctx.cfg)
-    artifact = _with_progress(f"{arm} arm, seed {seed}, n_real {n_real}: steps of the current phase out of its "
-                              "cap (a phase usually stops earlier, at its validation plateau)")
-    result = stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
-    update_progress_artifact(artifact, progress=100.0)
-    return result
+    with _progress_artifact(f"{arm} arm, seed {seed}, n_real {n_real}: steps of the current phase out of its "
+                            "cap (a phase usually stops earlier, at its validation plateau)"):
+        return stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
 
 
 @task(name="quality", task_run_name="quality-{source}", **TASK)
