@@ -2,12 +2,60 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+class _EchoUserErrors(logging.Filter):
+    """On Prefect's console handler during a local run: the flow's one-line user errors (records
+    flagged ``USER_ERROR``, e.g. a bad file in a set) are printed as ``error: <line>``, like
+    ``synth-pretrain validate``, instead of in Prefect's log format; the run log keeps them."""
+
+    def __init__(self, flag: str):
+        super().__init__()
+        self.flag = flag
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, self.flag, False):
+            typer.secho(f"error: {record.getMessage()}", fg=typer.colors.RED, err=True)
+            return False
+        return True
+
+
+@contextmanager
+def _echo_user_errors():
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from .synth_pretrain import USER_ERROR
+
+    echo = _EchoUserErrors(USER_ERROR)
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    for h in handlers:
+        h.addFilter(echo)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(echo)
+
+
+def _run_flow(**params):
+    """The flow, run here; a failed run ends the command on its one-line message, exit code 1."""
+    from pipeline.cli import fail
+
+    from .synth_pretrain import synth_pretrain
+
+    with _echo_user_errors():
+        state = synth_pretrain(**params, return_state=True)
+    if not state.is_completed():
+        fail((state.message or "flow run failed").splitlines()[-1], 1)
+    return state.result()
 
 
 def register(app: typer.Typer) -> None:
@@ -21,20 +69,21 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("default", "--config", "-c", help="smoke | default | full | path to a YAML file"),
         only_changed: bool = typer.Option(False, help="skip sets unchanged since their last finished run"),
         run_id: str = typer.Option(None, help="name of the run folder (default: time + config name)"),
+        if_busy: str = typer.Option("wait", help="another run of the same set is going on (runs/<set>/run.lock): "
+                                                 "wait for it, or skip the set"),
     ) -> None:
-        """Run the whole synth-pretrain flow locally (no server needed)."""
+        """Run the whole synth-pretrain flow locally (no server needed). A bad set is reported one
+        line per file and does not stop the other sets; the command then exits with code 1."""
         from pipeline.config import load_config
 
         overrides = list(overrides or [])
         cfg = load_config(config, overrides)  # fail early on a bad config, before Prefect starts
-        from .synth_pretrain import synth_pretrain
-
+        if if_busy not in ("wait", "skip"):
+            fail(f"--if-busy {if_busy}: use wait or skip")
         sets = ["*"] if set_ == "*" else ([set_] if set_ else None)
-        state = synth_pretrain(sets=sets, config=config, overrides=overrides, only_changed=only_changed,
-                               run_id=run_id, return_state=True)
-        if not state.is_completed():
-            fail(state.message or "flow run failed", 1)
-        for name, out in state.result().items():
+        results = _run_flow(sets=sets, config=config, overrides=overrides, only_changed=only_changed,
+                            run_id=run_id, if_busy=if_busy)
+        for name, out in results.items():
             typer.echo(f"{name}: {out}" + ("/report.html" if str(out).startswith(cfg.runtime.runs_dir) else ""))
 
     @app.command()
@@ -62,13 +111,9 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, [*overrides, *([f"data.set={set_}"] if set_ else [])])
         from pipeline.io import read_json
 
-        from .synth_pretrain import synth_pretrain
-
-        state = synth_pretrain(sets=[cfg.data.set], config=config, overrides=overrides, run_id=run_id,
-                               synthesis=list(synthesis), return_state=True)
-        if not state.is_completed():
-            fail(state.message or "flow run failed", 1)
-        for name, out in state.result().items():
+        results = _run_flow(sets=[cfg.data.set], config=config, overrides=overrides, run_id=run_id,
+                            synthesis=list(synthesis))
+        for name, out in results.items():
             verdict = read_json(Path(out) / "verdict.json")["verdicts"]
             for v in verdict:
                 typer.echo(v["sentence"])
@@ -111,8 +156,9 @@ def register(app: typer.Typer) -> None:
             deployments.append(
                 synth_pretrain.to_deployment(
                     name="watch-data", interval=timedelta(minutes=watch_minutes),
-                    parameters={**params, "sets": ["*"], "only_changed": True},
-                    description="Check data/ on a schedule and run the pipeline for new or changed sets only.",
+                    parameters={**params, "sets": ["*"], "only_changed": True, "if_busy": "skip"},
+                    description="Check data/ on a schedule and run the pipeline for new or changed sets only; "
+                                "a set whose previous run is still going is skipped until the next check.",
                     **common,
                 )
             )

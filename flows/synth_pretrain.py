@@ -17,13 +17,15 @@ or on Dask workers. Prefect's own task cache is off: the files are the cache.
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
-    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -31,6 +33,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline import stages
@@ -41,18 +44,100 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-@task(name="validate", retries=2, retry_delay_seconds=2, **TASK)
-def validate_task(cfg: Config, run_id: str | None) -> stages.SetContext:
+def _not_a_user_error(task, task_run, state) -> bool:
+    """Retry condition: a stage that stopped on bad input fails the same way again."""
+    from pipeline.config import ConfigError
+    from pipeline.data.images import InputError
+
+    return not isinstance(state.data, (InputError, ConfigError))
+
+
+# Retries only where a second attempt can succeed and resumes the work done: the long stages that a
+# lost worker or an out-of-memory kill interrupts (they pick up their checkpoints and shards).
+# Never on input errors, which the parent flow finds once, before anything runs (stages.check_set).
+RESUMABLE = {"retries": 1, "retry_delay_seconds": 10, "retry_condition_fn": _not_a_user_error}
+# Log records carrying this flag are one-line user errors: `synth-pretrain run` prints them itself
+# in the `validate` format (flows/commands.py) instead of Prefect's console format.
+USER_ERROR = "synth_pretrain_user_error"
+
+# --- stage code -> Prefect run logs ---------------------------------------------------------------
+# The stage code logs progress (steps, losses, validation F1) to the `synth_pretrain` logger and
+# knows nothing of Prefect. Inside a task this handler passes each record to that run's logger (so
+# it shows in the UI while a 20-minute training runs), and a record with a `progress` fraction moves
+# the task's progress artifact, if it made one.
+_PROGRESS: contextvars.ContextVar[Any] = contextvars.ContextVar("synth_pretrain_progress", default=None)
+
+
+class _ToRunLogger(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = get_run_logger()
+        except Exception:  # no run context (a plain call): warnings still reach the console
+            if record.levelno >= logging.WARNING:
+                logging.getLogger().handle(record)
+            return
+        try:
+            logger.log(record.levelno, record.getMessage())
+            artifact, progress = _PROGRESS.get(), getattr(record, "progress", None)
+            if artifact is not None and progress is not None:
+                update_progress_artifact(artifact, progress=100.0 * min(1.0, max(0.0, float(progress))))
+        except Exception:
+            self.handleError(record)
+
+
+def _attach_stage_logs() -> None:
+    lib = logging.getLogger("synth_pretrain")
+    if not any(isinstance(h, _ToRunLogger) for h in lib.handlers):
+        lib.addHandler(_ToRunLogger())
+    lib.setLevel(logging.INFO)
+    lib.propagate = False  # the run logger already reaches the console
+
+
+_attach_stage_logs()  # also on Dask workers, which import this module to run its tasks
+
+
+def _stage_setup(cfg: Config) -> None:
+    """Per task, wherever it runs: torch threads from ``runtime.threads``, else, on a Dask worker,
+    the worker's share of the host's cores (the nanny sets OMP_NUM_THREADS=1, so torch would run
+    single-threaded there). In the threads runner without ``runtime.threads``: torch's default."""
+    import torch
+
+    from pipeline.device import dask_cpu_share
+
+    threads = cfg.runtime.threads or dask_cpu_share()
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def _progress_artifact(description: str):
+    """A progress artifact that the stage's log records (``extra={"progress": f}``) move while the
+    body runs; 100 % when it ends. The context variable is reset after, so a task called directly
+    in the flow's thread leaves nothing behind."""
+    artifact = create_progress_artifact(progress=0.0, description=description)
+    token = _PROGRESS.set(artifact)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+    update_progress_artifact(artifact, progress=100.0)
+
+
+@task(name="prepare-run", **TASK)
+def prepare_task(cfg: Config, run_id: str | None) -> stages.SetContext:
+    """The run folder, resolved config and splits (the set was validated by the parent flow)."""
     return stages.prepare(cfg, run_id)
 
 
 @task(name="shape-bank", **TASK)
 def shape_bank_task(ctx, n_real: int):
+    _stage_setup(ctx.cfg)
     return stages.stage_shape_bank(ctx, n_real)
 
 
-@task(name="masks", **TASK)
+@task(name="masks", **TASK, **RESUMABLE)
 def masks_task(ctx, source: str, bank_dir: Path, count: int, n_real: int):
+    _stage_setup(ctx.cfg)
     if source == "placement":
         return stages.stage_placement_masks(ctx, bank_dir, count)
     if source == "segmodel":
@@ -62,12 +147,15 @@ def masks_task(ctx, source: str, bank_dir: Path, count: int, n_real: int):
     raise ValueError(f"masks.sources: unknown mask source {source}")
 
 
-@task(name="train-generator", task_run_name="train-generator-{ctx.cfg.generator.model}", **TASK)
+@task(name="train-generator", task_run_name="train-generator-{ctx.cfg.generator.model}", **TASK, **RESUMABLE)
 def generator_task(ctx, n_real: int):
-    return stages.stage_train_generator(ctx, n_real)
+    _stage_setup(ctx.cfg)
+    with _progress_artifact(f"{ctx.cfg.generator.model} generator for {ctx.set_name} (n_real {n_real}): "
+                            "training steps"):
+        return stages.stage_train_generator(ctx, n_real)
 
 
-@task(name="generate", **TASK)
+@task(name="generate", **TASK, **RESUMABLE)
 def generate_task(ctx, generator_dir: Path, mask_dir: Path):
     """Generation runs in a worker thread; this thread mirrors finished shards into a Prefect
     progress artifact, so the UI shows how far a long generation is."""
@@ -76,13 +164,15 @@ def generate_task(ctx, generator_dir: Path, mask_dir: Path):
 
     from pipeline.data.store import PairStore, shard_ranges
 
+    _stage_setup(ctx.cfg)
     key = stages.generation_key(ctx, generator_dir, mask_dir)
     out = ctx.stage_dir("synthetic", key)
     gen = ctx.cfg.generation
     n_shards = max(1, len(shard_ranges(gen.count, gen.shard_size)))
     artifact = create_progress_artifact(progress=0.0, description=f"synthetic pairs for {ctx.set_name}")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(stages.stage_generate, ctx, generator_dir, mask_dir)
+        # the copied context keeps the stage's log lines in this task's run log
+        fut = pool.submit(contextvars.copy_context().run, stages.stage_generate, ctx, generator_dir, mask_dir)
         while True:
             try:
                 result = fut.result(timeout=5)
@@ -94,13 +184,18 @@ def generate_task(ctx, generator_dir: Path, mask_dir: Path):
     return result
 
 
-@task(name="segmentation-arm", task_run_name="{arm}-{ctx.cfg.generator.model}-seed{seed}-n{n_real}", **TASK)
+@task(name="segmentation-arm", task_run_name="{arm}-{ctx.cfg.generator.model}-seed{seed}-n{n_real}", **TASK,
+      **RESUMABLE)
 def seg_arm_task(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path]):
-    return stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
+    _stage_setup(ctx.cfg)
+    with _progress_artifact(f"{arm} arm, seed {seed}, n_real {n_real}: steps of the current phase out of its "
+                            "cap (a phase usually stops earlier, at its validation plateau)"):
+        return stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
 
 
 @task(name="quality", task_run_name="quality-{source}", **TASK)
 def quality_task(ctx, source: str, generator_dir: Path, pair_dir: Path, segmenter: Path):
+    _stage_setup(ctx.cfg)
     return stages.stage_quality(ctx, generator_dir, pair_dir, segmenter)
 
 
@@ -133,6 +228,12 @@ def make_task_runner(cfg: Config):
             cluster_kwargs={"n_workers": rt.dask_workers, "threads_per_worker": 1, "processes": True,
                             "dashboard_address": None, "host": "127.0.0.1"}
         )
+    if rt.max_parallel_tasks > 1:
+        # torch's default generator is one per process: threads training side by side draw from it
+        # in whatever order they run. Dask workers are processes, each stage seeding its own.
+        logging.getLogger("synth_pretrain.flow").warning(f"runtime.max_parallel_tasks={rt.max_parallel_tasks}: tasks in threads share "
+                                 "torch's random generator, so results are not bit-reproducible; "
+                                 "runtime.task_runner=dask runs them in separate processes")
     return ThreadPoolTaskRunner(max_workers=rt.max_parallel_tasks)
 
 
@@ -145,7 +246,7 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
 
     cfg = load_config(config, [*(overrides or []), f"data.set={set_name}"])
     methods = list(dict.fromkeys(synthesis or [cfg.generator.model]))
-    ctx = validate_task(cfg, run_id)
+    ctx = prepare_task(cfg, run_id)
     stages.write_run_manifest(ctx, methods)
     seg = cfg.segmentation
     real_arms = [a for a in seg.arms if not ARMS[a].needs_synthetic]
@@ -198,22 +299,34 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     return str(ctx.run_dir)
 
 
+def report_markdown(run_dir: Path, html: Path) -> str:
+    """The report artifact: report.md (verdicts and the summary table) and the HTML report's path
+    as text. Not a link: browsers block file:// links from an http page such as the Prefect UI."""
+    md = (run_dir / "report.md").read_text()
+    return f"{md}\n\n**Full report** (on the machine that ran the flow): `{html.resolve()}`\n"
+
+
 def _publish(ctx, html: Path) -> None:
-    """Prefect UI artifacts: the summary, the metrics table and a link to the HTML report."""
+    """Prefect UI artifacts: the report summary with its table, and the metrics per arm and seed."""
     import pandas as pd
 
     key = "".join(c if c.isalnum() else "-" for c in ctx.set_name.lower())
-    md = (ctx.run_dir / "report.md").read_text()
-    create_markdown_artifact(md, key=f"report-{key}", description=f"synth-pretrain report for {ctx.set_name}")
+    create_markdown_artifact(report_markdown(ctx.run_dir, html), key=f"report-{key}",
+                             description=f"synth-pretrain report for {ctx.set_name}")
     table = pd.read_csv(ctx.run_dir / "results.csv").round(4)
     create_table_artifact(table.to_dict("records"), key=f"metrics-{key}", description="test metrics per arm and seed")
-    create_link_artifact(html.resolve().as_uri(), link_text="report.html", key=f"report-html-{key}")
 
 
 def list_sets(config: str, overrides: list[str]) -> list[str]:
     cfg = load_config(config, overrides)
     root = Path(cfg.data.root)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "images").is_dir()) if root.is_dir() else []
+
+
+def _files_named(problems: list[str], most: int = 3) -> str:
+    """'a.png, b.png +2 more' from validation lines 'path: problem'."""
+    files = list(dict.fromkeys(line.split(": ", 1)[0] for line in problems))
+    return ", ".join(files[:most]) + (f" +{len(files) - most} more" if len(files) > most else "")
 
 
 @flow(name="synth-pretrain", log_prints=True)
@@ -224,11 +337,21 @@ def synth_pretrain(
     only_changed: bool = False,
     run_id: str | None = None,
     synthesis: list[str] | None = None,
+    if_busy: str = "wait",
 ) -> dict[str, Any]:
     """Run the pipeline for each set. ``sets=None``: the config's data.set; ``["*"]``: every set under
     data/. ``only_changed``: skip sets whose files did not change since their last finished run.
     ``synthesis``: several synthesis methods compared in one run (``synth-pretrain study``).
-    A failing set does not stop the others; the flow fails at the end if any set failed."""
+    ``if_busy``: another run of the same set holds its lock (pipeline/runlock.py): ``wait`` for it
+    (manual runs) or ``skip`` the set (the watch-data schedule, which comes back later anyway).
+
+    Each set is validated here, once, before anything is written: a bad set logs one line per file
+    and does not stop the others. The flow then ends Failed with a one-line message naming the
+    failed sets and their files (a returned state, not an exception: no traceback)."""
+    from pipeline.runlock import SetBusy, set_lock
+
+    if if_busy not in ("wait", "skip"):
+        return Failed(message=f"if_busy={if_busy!r}: use wait or skip")
     overrides = list(overrides or [])
     logger = get_run_logger()
     if sets == ["*"]:
@@ -237,23 +360,41 @@ def synth_pretrain(
     elif not sets:
         sets = [load_config(config, overrides).data.set]
     results: dict[str, Any] = {}
-    failed = []
+    failed: list[str] = []
     for name in sets:
         cfg = load_config(config, [*overrides, f"data.set={name}"])
         if only_changed and not stages.set_changed(cfg):
             logger.info(f"{name}: unchanged since its last finished run; skipped")
             results[name] = "unchanged"
             continue
-        runner = make_task_runner(cfg)
-        state = process_set.with_options(task_runner=runner)(name, config, overrides, run_id, synthesis,
-                                                             return_state=True)
+        problems = stages.check_set(cfg)
+        if problems:
+            for line in problems:
+                logger.error(line, extra={USER_ERROR: True})
+            failed.append(f"{name} ({_files_named(problems)})")
+            results[name] = f"failed: {len(problems)} problem(s)"
+            continue
+        root = stages.set_root(cfg)
+        try:
+            with set_lock(root, wait=if_busy == "wait", what=f"synth-pretrain {name}",
+                          on_wait=lambda who: logger.warning(f"{name}: {root} is in use by {who}; waiting for it "
+                                                             "to finish (one run per set at a time)")):
+                runner = make_task_runner(cfg)
+                state = process_set.with_options(task_runner=runner)(name, config, overrides, run_id, synthesis,
+                                                                     return_state=True)
+        except SetBusy as busy:
+            logger.warning(f"{name}: skipped, {root} is in use by {busy.holder}")
+            results[name] = f"skipped: in use by {busy.holder}"
+            continue
         if state.is_completed():
             results[name] = state.result()
             stages.remember_set(cfg)
         else:
-            failed.append(name)
+            first = (state.message or "failed").splitlines()[0]
+            failed.append(f"{name} ({first})")
             results[name] = f"failed: {state.message}"
             logger.error(f"{name}: {state.message}")
     if failed:
-        raise RuntimeError(f"{len(failed)} set(s) failed: {', '.join(failed)} (the others finished)")
+        others = "; the others finished" if len(failed) < len(sets) else ""
+        return Failed(message=f"{len(failed)} set(s) failed: {', '.join(failed)}{others}")
     return results

@@ -121,6 +121,34 @@ def new_run_id(cfg: Config) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.name}"
 
 
+def set_name(cfg: Config, set_dir: Path) -> str:
+    """The set's name under runs/: the folder's name, or ``demo`` for the procedural set."""
+    return set_dir.name if cfg.data.set != "demo" else "demo"
+
+
+def set_root(cfg: Config) -> Path:
+    """``runs/<set>``: the set's stage cache and run folders (and its run lock)."""
+    return Path(cfg.runtime.runs_dir) / set_name(cfg, resolve_set_dir(cfg))
+
+
+def check_set(cfg: Config) -> list[str]:
+    """Every problem that would stop a run of the set, one line per file (``path: problem``), the
+    same lines as ``synth-pretrain validate``; empty when the set can run. A plain function, so the
+    flow checks a set once, before anything is written, and never retries an input error."""
+    from .data.images import InputError
+    from .data.labeled_set import validate_set
+
+    try:
+        set_dir = resolve_set_dir(cfg)
+        report = validate_set(set_dir, cfg.data.max_image_pixels, cfg.data.max_instances)
+        if not report.ok:
+            return list(report.errors)
+        splits_for(report, cfg.data)
+    except InputError as e:
+        return str(e).splitlines() or ["invalid input"]
+    return []
+
+
 def prepare(cfg: Config, run_id: str | None = None, run_dir: Path | None = None) -> SetContext:
     """Resolve and validate the set, fix the splits, create the run folder with the resolved config.
 
@@ -129,7 +157,7 @@ def prepare(cfg: Config, run_id: str | None = None, run_dir: Path | None = None)
     set_dir = resolve_set_dir(cfg)
     report = require_valid(set_dir, cfg.data.max_image_pixels, cfg.data.max_instances)
     splits = splits_for(report, cfg.data)
-    name = set_dir.name if cfg.data.set != "demo" else "demo"
+    name = set_name(cfg, set_dir)
     root = Path(cfg.runtime.runs_dir) / name if run_dir is None else Path(run_dir)
     run_dir = root / (run_id or new_run_id(cfg)) if run_dir is None else Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

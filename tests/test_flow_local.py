@@ -42,9 +42,17 @@ def _env(tmp_path: Path) -> dict:
     return env
 
 
-def _run(tmp_path: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, *args: str, timeout: float = 400, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "synth-pretrain"), "run", "--config", "smoke", *args], cwd=tmp_path,
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+                          env={**_env(tmp_path), **env}, capture_output=True, text=True, timeout=timeout)
+
+
+def _bad_set(data: Path) -> Path:
+    bad = data / "bad"
+    (bad / "images").mkdir(parents=True)
+    (bad / "masks").mkdir()
+    (bad / "images" / "x.png").write_bytes(b"not an image")
+    return bad
 
 
 def test_new_set_in_data_runs_alone_and_data_is_untouched(tmp_path):
@@ -71,22 +79,73 @@ def test_new_set_in_data_runs_alone_and_data_is_untouched(tmp_path):
 def test_bad_set_fails_with_one_line_and_others_finish(tmp_path):
     data = tmp_path / "data"
     render_demo_set(data / "good", n_images=20, size=80, seed=1)
-    bad = data / "bad"
-    (bad / "images").mkdir(parents=True)
-    (bad / "masks").mkdir()
-    (bad / "images" / "x.png").write_bytes(b"not an image")
-    r = _run(tmp_path, "--set", "*", *FAST)
-    assert r.returncode != 0
-    assert "bad/images/x.png" in r.stdout + r.stderr
-    assert "set(s) failed: bad" in r.stderr
+    _bad_set(data)
+    # INFO: the stage code's progress lines must reach the run log (they show in the UI the same way)
+    r = _run(tmp_path, "--set", "*", *FAST, PREFECT_LOGGING_LEVEL="INFO")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out[-3000:]
+    assert "Traceback" not in out
+    assert "error: data/bad/images/x.png" in r.stderr
+    last = [line for line in r.stderr.splitlines() if line.startswith("error: ")][-1]  # Prefect's INFO lines aside
+    assert "set(s) failed: bad" in last and "x.png" in last, last
     assert list((tmp_path / "runs" / "good").glob("*/report.html"))
+    assert not (tmp_path / "runs" / "bad").exists()
+    assert "train spade: step" in out and "val F1" in out  # generator and segmentation progress
+
+
+def test_bad_set_alone_is_checked_once_without_traceback(tmp_path):
+    """The same one-line-per-file errors as `synth-pretrain validate`, once (no retries of an input
+    error), no traceback, exit code 1, the last line naming the file; nothing written."""
+    bad = _bad_set(tmp_path / "data")
+    r = _run(tmp_path, "--set", "bad", *FAST, timeout=300)
+    assert r.returncode == 1, (r.stdout + r.stderr)[-3000:]
+    assert "Traceback" not in r.stdout + r.stderr
+    validate = subprocess.run([str(BIN / "synth-pretrain"), "validate", "data/bad"], cwd=tmp_path,
+                              env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    problem = next(line for line in validate.stderr.splitlines() if "x.png" in line)
+    assert (r.stdout + r.stderr).count("x.png: ") == 1 and problem in r.stderr.splitlines()
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 1 set(s) failed: bad") and "data/bad/images/x.png" in last, last
+    assert not (tmp_path / "runs").exists() and sorted(p.name for p in bad.rglob("*")) == ["images", "masks", "x.png"]
+
+
+def test_second_run_of_a_set_skips_or_waits(tmp_path):
+    """One run per set: while another process holds runs/<set>/run.lock, --if-busy skip says so on
+    one line and writes no run folder; the default waits, with a log line, and starts nothing."""
+    from pipeline.runlock import set_lock
+
+    render_demo_set(tmp_path / "data" / "plant", n_images=20, size=80, seed=1)
+    root = tmp_path / "runs" / "plant"
+    with set_lock(root, what="the test"):
+        skipped = _run(tmp_path, "--set", "plant", "--if-busy", "skip", *FAST, timeout=300)
+        assert skipped.returncode == 0, (skipped.stdout + skipped.stderr)[-3000:]
+        assert f"plant: skipped: in use by pid {os.getpid()}" in skipped.stdout
+        assert sorted(p.name for p in root.iterdir()) == ["run.lock"]
+
+        log = tmp_path / "waiting.log"
+        with open(log, "w") as err:
+            proc = subprocess.Popen([str(BIN / "synth-pretrain"), "run", "--config", "smoke", "--set", "plant", *FAST],
+                                    cwd=tmp_path, env=_env(tmp_path), stdout=err, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            deadline = time.time() + 240
+            while "waiting for it to finish" not in log.read_text():
+                assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(1)
+            time.sleep(3)
+            assert proc.poll() is None and sorted(p.name for p in root.iterdir()) == ["run.lock"]
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def test_dask_cluster_runs_the_mapped_arms(tmp_path):
     r = _run(tmp_path, *FAST, "runtime.task_runner=dask", "runtime.dask_workers=2", "segmentation.seeds=[0,1]")
     assert r.returncode == 0, r.stderr[-3000:]
     results = list((tmp_path / "runs" / "demo").glob("*/results.csv"))
-    assert results and len(results[0].read_text().strip().splitlines()) == 1 + 3 * 2
+    assert results
+    seed_rows = [line for line in results[0].read_text().strip().splitlines() if line.startswith("seed,")]
+    assert len(seed_rows) == 3 * 2  # three arms x two seeds (after the verdict rows)
 
 
 def _all_outputs_readable(runs: Path) -> None:

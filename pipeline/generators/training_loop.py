@@ -14,6 +14,7 @@ out_dir layout: ``options.json``, ``ckpt_<step>.pt`` (last two kept), ``final.pt
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import time
@@ -29,6 +30,10 @@ from ..io import load_torch, read_json, save_torch, write_json, write_png, write
 from .base import MASK_CHANNELS, GeneratorModel
 from .dataset import CropSampler
 from .registry import create_generator
+
+# progress lines (tqdm does not reach the Prefect UI; the flow forwards this logger to the run log)
+progress_log = logging.getLogger("synth_pretrain.generator")
+PROGRESS_EVERY_S = 60.0  # besides every checkpoint and sample grid, at most this long between lines
 
 FINAL = "final.pt"
 _CKPT = re.compile(r"^ckpt_(\d{7})\.pt$")
@@ -261,7 +266,7 @@ class _Trainer:
 
         g = self.g
         bar = tqdm(total=g.steps, initial=self.step, disable=not self.progress, desc=f"train {g.model}", unit="step")
-        t_last = time.perf_counter()
+        t_last = t_logged = time.perf_counter()
         while self.step < g.steps:
             losses = self.train_step()
             if losses is None:
@@ -279,8 +284,14 @@ class _Trainer:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
             if self.step % g.sample_every == 0 or self.step == g.steps:
                 self.sample_grid(f"step_{self.step:07d}")
-            if self.step % g.checkpoint_every == 0 or self.step == g.steps:
+            saved = self.step % g.checkpoint_every == 0 or self.step == g.steps
+            if saved:
                 self.checkpoint()
+            if saved or self.step % g.sample_every == 0 or now - t_logged >= PROGRESS_EVERY_S:
+                t_logged = now
+                shown = ", ".join(f"{k} {v:.3g}" for k, v in losses.items())
+                progress_log.info(f"train {g.model}: step {self.step}/{g.steps}, {shown}"
+                                  + (" (checkpoint)" if saved else ""), extra={"progress": self.step / g.steps})
         bar.close()
         final = self.out_dir / FINAL
         self._write_log()

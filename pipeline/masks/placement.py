@@ -23,6 +23,7 @@ shard layout, worker count or resume gives the same masks. Per mask:
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,6 +38,8 @@ from ..data.store import MaskStore, shard_ranges
 from ..errors import InputError
 from ..io import read_json, write_json
 from .shape_bank import ShapeBank
+
+log = logging.getLogger("synth_pretrain.masks")
 
 PLACE_ATTEMPTS = 6  # new positions tried for a shape before it is skipped
 _KERNEL3 = np.ones((3, 3), np.uint8)
@@ -342,6 +345,12 @@ def write_placement_masks(
     done = store.completed_shards()
     todo = [r for r in shard_ranges(count, shard_size) if r[0] not in done]
     bar = tqdm(total=count, initial=count - sum(b - a for _, a, b in todo), disable=not progress, desc="placement masks", unit="mask")
+    if workers > 1 and multiprocessing.current_process().daemon:
+        # a daemonic process (a Dask worker, a pool worker) may not start children: draw here.
+        # On a Dask cluster the parallelism is the cluster's; shards are independent either way.
+        log.info(f"placement masks: in a daemonic process (e.g. a Dask worker); {len(todo)} shard(s) in-process "
+                 f"instead of {workers} worker processes")
+        workers = 1
     if workers <= 1 or len(todo) <= 1:
         for k, start, stop in todo:
             _write_shard(sampler, str(store.root), k, start, stop, seed)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 import time
@@ -46,6 +47,9 @@ from .dataset import InfiniteSampler, RealPairsDataset
 from .models import create_model
 from .postprocess import instances_for_config
 from .targets import n_target_channels
+
+# one line per evaluation (tqdm does not reach the Prefect UI; the flow forwards this logger)
+progress_log = logging.getLogger("synth_pretrain.segmentation")
 
 BEST, LAST, LOG, METRICS = "best.pt", "last.pt", "log.csv", "metrics.json"
 INPUT_MEAN, INPUT_STD = 0.5, 0.25  # fixed input scaling of [0, 1] images; BN does the rest
@@ -452,6 +456,9 @@ def train_segmentation(
                 save_last()
                 write_text(out_dir / LOG, pd.DataFrame(log).to_csv(index=False))
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_f1=f"{f1:.3f}", best=f"{best_f1:.3f}")
+                progress_log.info(f"train {out_dir.name}: step {step}/{steps}, loss {row['train_loss']:.4f}, "
+                                  f"val F1 {f1:.3f} (best {best_f1:.3f} at step {best_step})"
+                                  + (", plateau: stop" if stopped else ""), extra={"progress": step / steps})
                 loss_sum.zero_()
                 loss_count, interval_start, interval_t = 0, step, time.perf_counter()
     except KeyboardInterrupt:
