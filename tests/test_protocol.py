@@ -208,3 +208,28 @@ def test_bf16_autocast_only_where_the_cpu_does_bf16_natively(monkeypatch):
         assert dev.uses_bf16(cpu)  # asked for explicitly
     finally:
         dev.configure(SimpleNamespace(threads=None, precision="auto"))
+
+
+def test_a_new_arm_is_one_function_and_one_registry_line(cfg, tmp_path, monkeypatch):
+    """The worked example of docs/ARCHITECTURE.md: a new arm registered, accepted by the config,
+    trained through the shared phase machinery."""
+    from pipeline.segmentation import arms
+
+    def _pretrained_slow(a):
+        seg = a.cfg.segmentation
+        pre = a.train("pretrain", a.synthetic(0), seg.pretrain_max_steps, seg.lr)
+        return [pre, a.train("finetune", a.real(), seg.max_steps, seg.lr / 10, init_from=pre[1])]
+
+    monkeypatch.setitem(arms.ARMS, "pretrained_slow",
+                        arms.Arm("pretrained_slow", "synthetic pretraining, slow fine-tuning", True, _pretrained_slow))
+    loaded = load_config("smoke", ["segmentation.arms=[real_only,pretrained_slow]", f"segmentation.encoder={FAST_ENCODER}",
+                                   "segmentation.image_size=32", "segmentation.max_steps=2",
+                                   "segmentation.pretrain_max_steps=2", "segmentation.eval_every=2",
+                                   "runtime.progress=false", "runtime.device=cpu"])
+    real = [blob_pair(i) for i in range(3)]
+    inputs = arms.ArmInputs(loaded, lambda: RealPairsDataset(real, 32, "boundary"),
+                            lambda stream: RealPairsDataset([blob_pair(9)], 32, "boundary", stream=stream),
+                            [blob_pair(20)], 0, tmp_path, False)
+    phases = arms.ARMS["pretrained_slow"].train(inputs)
+    assert [p for p, _ in phases] == ["pretrain", "finetune"] and phases[-1][1].is_file()
+    assert json.loads((tmp_path / "finetune" / "metrics.json").read_text())["lr"] == pytest.approx(loaded.segmentation.lr / 10)
