@@ -80,3 +80,22 @@ def test_report_shows_quality_metrics_and_style_grid(run_dir):
     assert "realism_c2st_accuracy" in text and "0.8711" in text and "alt=\"style grid\"" in text
     assert "realism_c2st\"" not in text and "<td class=\"l\">details</td>" not in text  # raw details stay in quality.json
     assert "realism_c2st_accuracy = 0.8711" in md.read_text()
+
+
+def test_report_shows_generator_losses_and_sample_snapshots(run_dir):
+    """Issue 15 item 3: people look at training curves before they believe a number."""
+    import json
+
+    from pipeline.io import write_png
+
+    gen = run_dir.parent / "stages" / "generator" / "abc"
+    rows = [{"step": s, "d_hinge": 2.0 - s / 100, "g_l1": 5.0 / s, "lr_scale": 1.0, "sec": 0.1} for s in range(1, 101)]
+    write_text(gen / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    for step in (50, 100):
+        write_png(gen / "samples" / f"step_{step:07d}.png", np.full((8, 8, 3), step, np.uint8))
+    write_json(run_dir / "stages.json", [{"stage": "train generator (spade)", "path": str(gen), "seconds": 1.0,
+                                          "cached": False, "compute_seconds": 1.0}])
+    text = build_report(run_dir)[0].read_text()
+    assert "Generator training: spade (100 steps)" in text
+    assert "samples at step 50" in text and "samples at step 100" in text
+    assert 'alt="generator losses against step"' in text

@@ -282,6 +282,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "efficiency": efficiency,
         "plateau": _plateau_rows(results),
         "curves_plot": _curves_plot(run_dir, results),
+        "generators": _generator_training(run_dir, stages),
         "efficiency_plot": _efficiency_plot(results),
         "per_seed": results.round(4).to_dict("records"),
         "per_seed_columns": list(results.round(4).columns),
@@ -361,6 +362,46 @@ def _curves_plot(run_dir: Path, results: pd.DataFrame) -> str | None:
     axes[0][0].set_ylabel("validation object F1 (%)")
     fig.suptitle("training curves, colour = seed, thin vertical line = where a phase stopped", fontsize=9)
     return _png(fig) if drawn else (plt.close(fig) or None)
+
+
+def _generator_training(run_dir: Path, stages: list[dict], snapshots: int = 3) -> list[dict]:
+    """Per trained generator of the run: its losses against step (a running mean over ~2 % of the
+    steps, raw values faint behind) and a few of the sample grids it wrote while training, so a
+    user sees whether it was still changing when it stopped."""
+    import json
+
+    from ..export.model_source import _stage_path
+
+    out, seen = [], set()
+    for entry in stages:
+        if not entry["stage"].startswith("train generator"):
+            continue
+        d = _stage_path(run_dir, entry["path"])
+        log = d / "log.jsonl"
+        if d in seen or not log.is_file():
+            continue  # copy-paste has no training; a generator used twice is shown once
+        seen.add(d)
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        frame = pd.DataFrame(rows)
+        losses = [c for c in frame.columns if c not in ("step", "sec", "lr_scale") and frame[c].dtype.kind == "f"]
+        if frame.empty or not losses:
+            continue
+        fig, ax = plt.subplots(figsize=(7.5, 3.4))
+        window = max(1, len(frame) // 50)
+        for i, c in enumerate(losses):
+            ax.plot(frame.step, frame[c], color=f"C{i}", alpha=0.2, lw=0.6)
+            ax.plot(frame.step, frame[c].rolling(window, min_periods=1).mean(), color=f"C{i}", lw=1.4, label=c)
+        ax.set_xlabel("generator step")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=min(4, len(losses)))
+        grids = sorted((d / "samples").glob("step_*.png"))
+        n = min(snapshots, len(grids))
+        picks = [grids[round(i * (len(grids) - 1) / max(1, n - 1))] for i in range(n)]  # first, ..., last
+        out.append({"name": entry["stage"].removeprefix("train generator").strip(" ()") or "generator",
+                    "steps": int(frame.step.max()), "plot": _png(fig),
+                    "samples": [(int(p.stem.split("_")[-1]), _file_png(p)) for p in dict.fromkeys(picks)]})
+    return out
 
 
 def _efficiency_plot(results: pd.DataFrame) -> str | None:
