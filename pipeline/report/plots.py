@@ -63,9 +63,10 @@ def overlay_pairs(ctx, arm_dir: Path, arm: str, baseline_dir: Path | None, out_d
             stem = str(stem)
             image, gt = test[stem]
             panels = []
-            for name, p in ((arm, preds[stem].astype(np.int32)), ("real_only", base[stem].astype(np.int32) if base is not None else None)):
-                if p is None or (name == "real_only" and arm == "real_only"):
-                    continue
+            shown = [(arm, preds[stem].astype(np.int32))]
+            if base is not None and arm != "real_only":  # beside it, the reference on the same image
+                shown.append(("real_only", base[stem].astype(np.int32)))
+            for name, p in shown:
                 m = match_instances(gt, p, ctx.cfg.evaluation.iou_threshold)
                 gt_ids = [int(v) for v in np.unique(gt) if v]
                 pr_ids = [int(v) for v in np.unique(p) if v]
