@@ -195,7 +195,7 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
                  "masks.sources={placement: 0.5, segmodel: 0.5}", "segmentation.seeds=[0,1]",
                  "segmentation.n_real=[6,12]"]
     cfg = load_config("smoke", overrides)
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=180):  # a busy 2-core machine starts it slowly
         flow.process_set.with_options(task_runner=flow.make_task_runner(cfg))(
             "demo", "smoke", overrides, "r", ["spade", "ugatit"])
     kinds = [k for k, _, _ in spans]

@@ -63,7 +63,7 @@ def test_wheel_ships_the_configs_and_works_outside_the_repo(tmp_path):
     empty.mkdir()
     clean = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     check = (
-        "import pipeline, pipeline.config as c, pipeline.stages as s\n"
+        "import pipeline, pipeline.config as c, pipeline.data.splits as s\n"
         "from pathlib import Path\n"
         f"assert Path(pipeline.__file__).is_relative_to({site!r}), pipeline.__file__\n"
         f"assert c.CONFIG_DIR == Path({site!r}).resolve() / 'pipeline' / 'configs', c.CONFIG_DIR\n"
