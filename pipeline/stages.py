@@ -29,6 +29,7 @@ from .data.labeled_set import SetReport, load_pairs, require_valid
 from .data.splits import splits_for
 from .data.sets import resolve_set_dir, set_content_hash
 from .io import read_json, write_json, write_text
+from .run_layout import stage_path
 
 log = logging.getLogger("synth_pretrain")
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -611,15 +612,13 @@ def recorded_stage_dirs(run_dir: Path, prefix: str) -> dict[str, Path]:
     """Stage folders of a run's stages.json whose stage name starts with ``prefix``, by the name's
     part in parentheses (``masks (placement)`` -> ``placement``); a later entry (a larger n_real)
     wins. Paths are rebuilt from the run folder, so a moved runs/ still works."""
-    from .export.model_source import _stage_path
-
     f = run_dir / "stages.json"
     found: dict[str, Path] = {}
     for e in read_json(f) if f.is_file() else []:
         name = str(e.get("stage", ""))
         if name.startswith(prefix):
             label = name[len(prefix):].strip().strip("()") or name
-            found[label] = _stage_path(run_dir, e["path"])
+            found[label] = stage_path(run_dir, e["path"])
     return found
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from ..config import Config, load_config
 from ..errors import InputError
 from ..io import read_json
+from ..run_layout import stage_path
 from ..segmentation.postprocess import FALLBACK_MIN_AREA
 
 BEST = "best"
@@ -35,39 +36,26 @@ class ModelSource:
     max_image_pixels: int = 40_000_000  # images above this are refused unread (config data.max_image_pixels)
 
 
-def _stage_path(run_dir: Path, recorded: str) -> Path:
-    """Stage paths are recorded relative to the folder the run was started from; rebuild them from
-    the run folder itself (``runs/<set>/<run-id>`` -> ``runs/<set>/stages/...``) so a run folder
-    works from any working directory and after being moved."""
-    p = Path(recorded)
-    if p.is_absolute() and p.exists():
-        return p
-    parts = p.parts
-    if "stages" in parts:
-        return run_dir.parent.joinpath(*parts[parts.index("stages") :])
-    return run_dir.parent / p
-
-
 def _arm_rows(run_dir: Path) -> pd.DataFrame:
     """One row per trained arm x seed x n_real of a run: arm, seed, n_real, checkpoint, min_object_area."""
     if (run_dir / "results.csv").is_file():
         frame = pd.read_csv(run_dir / "results.csv")
         if "row" in frame.columns:
             frame = frame[frame["row"] == "seed"].copy()
-        frame["checkpoint"] = [str(_stage_path(run_dir, c)) for c in frame["checkpoint"]]
+        frame["checkpoint"] = [str(stage_path(run_dir, c)) for c in frame["checkpoint"]]
         return frame
     # a run without results.csv (unfinished, or a study run that only records splits): the arm
     # folders of its set that hold test metrics; ambiguity is reported, never guessed
     rows = []
     if (run_dir / "stages.json").is_file():
-        dirs = [_stage_path(run_dir, e["path"]) for e in read_json(run_dir / "stages.json")
+        dirs = [stage_path(run_dir, e["path"]) for e in read_json(run_dir / "stages.json")
                 if e["stage"].startswith("segmentation ")]
     else:
         dirs = sorted((run_dir.parent / "stages").glob("seg_*/*"))
     for d in dirs:
         if (d / "metrics.json").is_file():
             m = read_json(d / "metrics.json")
-            rows.append({**m, "checkpoint": str(_stage_path(run_dir, m["checkpoint"]))})
+            rows.append({**m, "checkpoint": str(stage_path(run_dir, m["checkpoint"]))})
     return pd.DataFrame(rows)
 
 

@@ -34,6 +34,7 @@ import yaml  # noqa: E402
 from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from ..io import read_json, write_text  # noqa: E402
+from ..run_layout import stage_path  # noqa: E402
 
 def arm_label(arm: str) -> str:
     """Readable arm name: ``pretrained:spade`` -> 'spade pairs: synthetic pretraining, then real fine-tuning'."""
@@ -334,8 +335,6 @@ def _plateau_rows(results: pd.DataFrame) -> list[dict]:
 def _curves_plot(run_dir: Path, results: pd.DataFrame) -> str | None:
     """Validation F1 against step for every arm and seed (largest n_real), phases one after another,
     each phase's stopping point marked: people look at these before they believe a number."""
-    from ..export.model_source import _stage_path
-
     if "checkpoint" not in results:
         return None
     top = results[results.n_real == results.n_real.max()]
@@ -344,7 +343,7 @@ def _curves_plot(run_dir: Path, results: pd.DataFrame) -> str | None:
     drawn = False
     for ax, arm in zip(axes[0], arms):
         for _, r in top[top.arm == arm].iterrows():
-            arm_dir = _stage_path(run_dir, str(r.checkpoint)).parent.parent
+            arm_dir = stage_path(run_dir, str(r.checkpoint)).parent.parent
             offset = 0
             for phase in ("pretrain", "train", "joint", "finetune"):
                 log = arm_dir / phase / "log.csv"
@@ -370,13 +369,11 @@ def _generator_training(run_dir: Path, stages: list[dict], snapshots: int = 3) -
     user sees whether it was still changing when it stopped."""
     import json
 
-    from ..export.model_source import _stage_path
-
     out, seen = [], set()
     for entry in stages:
         if not entry["stage"].startswith("train generator"):
             continue
-        d = _stage_path(run_dir, entry["path"])
+        d = stage_path(run_dir, entry["path"])
         log = d / "log.jsonl"
         if d in seen or not log.is_file():
             continue  # copy-paste has no training; a generator used twice is shown once
