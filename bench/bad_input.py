@@ -252,9 +252,9 @@ def _(d):
 @case("last_finished.json for --set /absolute/path (remember_set + set_changed, as `run` does)", "2")
 def _(d):
     good(d); runs = d.parent / f"{d.name}_runs"
-    code = ("import sys; from pipeline import stages; from pipeline.config import load_config; "
+    code = ("import sys; from pipeline import context; from pipeline.config import load_config; "
             f"cfg = load_config('smoke', ['data.set={d.resolve()}', 'runtime.runs_dir={runs}']); "
-            "stages.remember_set(cfg); print('changed after remember:', stages.set_changed(cfg)); "
+            "context.remember_set(cfg); print('changed after remember:', context.set_changed(cfg)); "
             "import pathlib; print('state files:', [str(p) for p in pathlib.Path(sys.argv[1]).rglob('last_finished.json')] + "
             "[str(p) for p in pathlib.Path(sys.argv[2]).rglob('last_finished.json')])")
     return [PY, "-c", code, str(d), str(runs)], d, f"python -c '<remember_set, set_changed with data.set={d.name}>'"

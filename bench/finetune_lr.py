@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import stages  # noqa: E402
+from pipeline import context  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.io import read_json, write_text  # noqa: E402
 from pipeline.segmentation.arms import ArmInputs  # noqa: E402
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     cfg = load_config(args.config, [*args.overrides, f"data.set={args.set}"])
     work = Path(args.work)
-    ctx = stages.prepare(cfg, run_dir=work / "run")
+    ctx = context.prepare(cfg, run_dir=work / "run")
     n_real = args.n_real or cfg.segmentation.n_real[0]
     real = ctx.real_train_pairs(n_real)
     cfg = resolve_min_area(cfg, [m for _, m in real])

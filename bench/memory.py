@@ -35,11 +35,12 @@ def phase(name: str, set_dir: str, generator: str, work: str, count: int, steps:
     work = Path(work)
     t0 = time.perf_counter()
     if name == "masks":
+        from pipeline import context
         from pipeline import stages
         from pipeline.masks.placement import write_placement_masks
         from pipeline.masks.shape_bank import ShapeBank
 
-        ctx = stages.prepare(cfg, run_id="memory-bench")
+        ctx = context.prepare(cfg, run_id="memory-bench")
         bank_dir, _, _ = stages.stage_shape_bank(ctx)
         write_placement_masks(ShapeBank.load(bank_dir), work / "masks", cfg.masks, count, seed=0, progress=False)
     elif name == "generate":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline import context  # noqa: E402
 from pipeline import stages  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.data.store import MaskStore  # noqa: E402
@@ -36,12 +37,12 @@ def main() -> int:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     cfg = load_config(args.config, [*args.overrides, f"data.set={args.set}", "runtime.progress=true"])
-    ctx = stages.prepare(cfg, run_id=f"progan-{cfg.name}")
+    ctx = context.prepare(cfg, run_id=f"progan-{cfg.name}")
     t0 = time.perf_counter()
-    progan_dir, secs, cached = stages.stage_progan_masks(ctx, args.count)
+    progan_dir, secs, cached = stages.stage_masks(ctx, "progan", None, args.count)
     print(f"progan masks: {'cached' if cached else f'{secs:.0f} s'} -> {progan_dir}", flush=True)
     bank, _, _ = stages.stage_shape_bank(ctx)
-    placement_dir, _, _ = stages.stage_placement_masks(ctx, bank, args.count)
+    placement_dir, _, _ = stages.stage_masks(ctx, "placement", bank, args.count)
     real = [m for _, m in ctx.pairs("train")]
     min_area = cfg.shape_bank.min_area
     stores = {"progan": MaskStore(progan_dir), "placement": MaskStore(placement_dir)}

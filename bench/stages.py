@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline import context  # noqa: E402
 from pipeline import stages  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluation.metrics import evaluate_instances  # noqa: E402
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         common = [*args.overrides, f"data.set={args.set}", "runtime.progress=false", f"runtime.runs_dir={tmp}/runs"]
         cfgs = {v: load_config(args.config, [*common, *o]) for v, o in variants.items()}
-        ctx = stages.prepare(cfgs["before"], run_id="bench-stages")
+        ctx = context.prepare(cfgs["before"], run_id="bench-stages")
         for v in variants:  # untimed warm-up: imports, lazy library init, the image cache
             ctx.cfg = cfgs[v]
             time_variant(cfgs[v], ctx, 2, Path(tmp) / f"warm-{v}")

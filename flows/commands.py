@@ -101,10 +101,11 @@ def register(app: typer.Typer) -> None:
         method, over segmentation.seeds x segmentation.n_real, every phase to its validation plateau.
         Prints the verdicts (first in report.html, report.md and results.csv). Same stages, cache and
         flow as `run`: a killed study resumes, and finished arms are reused."""
-        from pipeline.config import GeneratorConfig, load_config
+        from pipeline.config import load_config
+        from pipeline.generators.methods import SYNTHESIS_METHODS
 
         overrides = list(overrides or [])
-        known = GeneratorConfig.model_fields["model"].annotation.__args__
+        known = list(SYNTHESIS_METHODS)
         bad = [m for m in synthesis if m not in known]
         if bad:
             fail(f"--synthesis {' '.join(bad)}: unknown method; known: {', '.join(known)}")

@@ -10,8 +10,8 @@ Reads like the pipeline's table of contents:
 ``synth-pretrain run`` runs it with the config's one synthesis method (``generator.model``);
 ``synth-pretrain study`` with several. The real-only arms do not depend on the method and run once.
 
-Caching is content-addressed in pipeline/stages.py (each stage's folder is keyed by a hash of its
-inputs), so re-running skips finished stages whether the flow runs locally, on a served deployment
+Caching is content-addressed (pipeline/cache.py: each stage's folder in pipeline/stages.py is keyed
+by a hash of its inputs and code), so re-running skips finished stages whether the flow runs locally, on a served deployment
 or on Dask workers. Prefect's own task cache is off: the files are the cache.
 """
 
@@ -36,8 +36,9 @@ from prefect.futures import wait
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline import stages
+from pipeline import context, stages
 from pipeline.config import Config, load_config
+from pipeline.report import collect
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -54,7 +55,7 @@ def _not_a_user_error(task, task_run, state) -> bool:
 
 # Retries only where a second attempt can succeed and resumes the work done: the long stages that a
 # lost worker or an out-of-memory kill interrupts (they pick up their checkpoints and shards).
-# Never on input errors, which the parent flow finds once, before anything runs (stages.check_set).
+# Never on input errors, which the parent flow finds once, before anything runs (context.check_set).
 RESUMABLE = {"retries": 1, "retry_delay_seconds": 10, "retry_condition_fn": _not_a_user_error}
 # Log records carrying this flag are one-line user errors: `synth-pretrain run` prints them itself
 # in the `validate` format (flows/commands.py) instead of Prefect's console format.
@@ -124,9 +125,9 @@ def _progress_artifact(description: str):
 
 
 @task(name="prepare-run", **TASK)
-def prepare_task(cfg: Config, run_id: str | None) -> stages.SetContext:
+def prepare_task(cfg: Config, run_id: str | None) -> context.SetContext:
     """The run folder, resolved config and splits (the set was validated by the parent flow)."""
-    return stages.prepare(cfg, run_id)
+    return context.prepare(cfg, run_id)
 
 
 @task(name="shape-bank", **TASK)
@@ -138,13 +139,7 @@ def shape_bank_task(ctx, n_real: int):
 @task(name="masks", **TASK, **RESUMABLE)
 def masks_task(ctx, source: str, bank_dir: Path, count: int, n_real: int):
     _stage_setup(ctx.cfg)
-    if source == "placement":
-        return stages.stage_placement_masks(ctx, bank_dir, count)
-    if source == "segmodel":
-        return stages.stage_segmodel_masks(ctx, count, n_real)
-    if source == "progan":
-        return stages.stage_progan_masks(ctx, count, n_real)
-    raise ValueError(f"masks.sources: unknown mask source {source}")
+    return stages.stage_masks(ctx, source, bank_dir, count, n_real)
 
 
 @task(name="train-generator", task_run_name="train-generator-{ctx.cfg.generator.model}", **TASK, **RESUMABLE)
@@ -201,7 +196,7 @@ def quality_task(ctx, source: str, generator_dir: Path, pair_dir: Path, segmente
 
 @task(name="report", retries=1, **TASK)
 def report_task(ctx, arm_dirs: list[Path]) -> Path:
-    stages.collect_results(ctx, arm_dirs)
+    collect.collect_results(ctx, arm_dirs)
     from pipeline.report.build import build_report
 
     html, _ = build_report(ctx.run_dir)
@@ -210,7 +205,7 @@ def report_task(ctx, arm_dirs: list[Path]) -> Path:
 
 def _record(ctx, name: str, result: tuple[Path, float, bool]) -> Path:
     path, secs, cached = result
-    stages.record(ctx, name, path, secs, cached)
+    context.record(ctx, name, path, secs, cached)
     get_run_logger().info(f"{name}: {'cached' if cached else f'{secs:.1f}s'} -> {path}")
     return path
 
@@ -247,7 +242,7 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     cfg = load_config(config, [*(overrides or []), f"data.set={set_name}"])
     methods = list(dict.fromkeys(synthesis or [cfg.generator.model]))
     ctx = prepare_task(cfg, run_id)
-    stages.write_run_manifest(ctx, methods)
+    context.write_run_manifest(ctx, methods)
     seg = cfg.segmentation
     real_arms = [a for a in seg.arms if not ARMS[a].needs_synthetic]
     synth_arms = [a for a in seg.arms if ARMS[a].needs_synthetic]
@@ -267,7 +262,7 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
             pairs[n_real, method] = [_record(ctx, f"generate pairs ({method})", f.result()) for f in gen_futs]
             quality_inputs[method] = (mctx, gen_dir, pairs[n_real, method])  # the last n_real: the largest
     if pairs:
-        stages.write_samples(ctx, [d for m in methods for d in pairs[max(seg.n_real), m]])
+        collect.write_samples(ctx, [d for m in methods for d in pairs[max(seg.n_real), m]])
 
     arm_futs, combos = [], []
     for n_real in seg.n_real:
@@ -284,7 +279,7 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     arm_dirs = [_record(ctx, f"segmentation {a}" + (f" ({m})" if m else ""), f.result())
                 for (a, m), f in zip(combos, arm_futs)]
 
-    segmenter = stages.reference_segmenter(arm_dirs)
+    segmenter = collect.reference_segmenter(arm_dirs)
     if cfg.quality.enabled and segmenter is not None and quality_inputs:
         q_dirs = {}
         for method, (mctx, gen_dir, pair_dirs) in quality_inputs.items():
@@ -292,7 +287,7 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
             for src, f in futs.items():
                 name = src if len(methods) == 1 else f"{method}, {src}"
                 q_dirs[name] = _record(ctx, f"quality ({name})", f.result())
-        stages.collect_quality(ctx, q_dirs)
+        collect.collect_quality(ctx, q_dirs)
 
     html = report_task(ctx, arm_dirs)
     _publish(ctx, html)
@@ -363,18 +358,18 @@ def synth_pretrain(
     failed: list[str] = []
     for name in sets:
         cfg = load_config(config, [*overrides, f"data.set={name}"])
-        if only_changed and not stages.set_changed(cfg):
+        if only_changed and not context.set_changed(cfg):
             logger.info(f"{name}: unchanged since its last finished run; skipped")
             results[name] = "unchanged"
             continue
-        problems = stages.check_set(cfg)
+        problems = context.check_set(cfg)
         if problems:
             for line in problems:
                 logger.error(line, extra={USER_ERROR: True})
             failed.append(f"{name} ({_files_named(problems)})")
             results[name] = f"failed: {len(problems)} problem(s)"
             continue
-        root = stages.set_root(cfg)
+        root = context.set_root(cfg)
         try:
             with set_lock(root, wait=if_busy == "wait", what=f"synth-pretrain {name}",
                           on_wait=lambda who: logger.warning(f"{name}: {root} is in use by {who}; waiting for it "
@@ -388,7 +383,7 @@ def synth_pretrain(
             continue
         if state.is_completed():
             results[name] = state.result()
-            stages.remember_set(cfg)
+            context.remember_set(cfg)
         else:
             first = (state.message or "failed").splitlines()[0]
             failed.append(f"{name} ({first})")

@@ -67,8 +67,8 @@ class MasksConfig(Section):
 
     count: int = Field(1000, ge=1)
     size: int = Field(128, ge=16)  # square masks, pixels
-    # Fractions of `count` per source; normalised. placement: shape-bank random placement;
-    # segmodel: a segmentation model's predictions on unlabeled images; progan: ProgressiveGAN.
+    # Fractions of `count` per mask source (normalised); the sources are pipeline/masks/sources.py
+    # MASK_SOURCES (placement, segmodel, progan, ...).
     sources: dict[str, float] = Field(default_factory=lambda: {"placement": 1.0})
     overlap: Literal["none", "touch", "any"] = "touch"  # may objects touch / overlap?
     max_overlap: float = Field(0.15, ge=0.0, le=1.0)  # fraction of a shape allowed under others ("any")
@@ -91,7 +91,7 @@ class MasksConfig(Section):
 class GeneratorConfig(Section):
     """Mask-to-image generator training (SPADE or U-GAT-IT)."""
 
-    model: Literal["spade", "ugatit", "copypaste"] = "spade"
+    model: str = "spade"  # a synthesis method: pipeline/generators/methods.py SYNTHESIS_METHODS
     image_size: int = Field(128, ge=16)
     channels: int = Field(32, ge=4)  # base width; 64 is the paper-sized GPU setting
     batch_size: int = Field(4, ge=1)
@@ -233,7 +233,13 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_sources(self) -> Config:
-        known = {"placement", "segmodel", "progan"}
+        from .masks.sources import MASK_SOURCES  # light registries: they import nothing heavy
+        from .generators.methods import SYNTHESIS_METHODS
+
+        if self.generator.model not in SYNTHESIS_METHODS:
+            raise ValueError(f"generator.model: unknown synthesis method {self.generator.model!r}; "
+                             f"known: {sorted(SYNTHESIS_METHODS)}")
+        known = set(MASK_SOURCES)
         bad = set(self.masks.sources) - known
         if bad:
             raise ValueError(f"masks.sources: unknown source(s) {sorted(bad)}; known: {sorted(known)}")

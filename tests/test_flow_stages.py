@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import context
+from pipeline.report import collect
 from pipeline import stages
 from pipeline.config import load_config
 from pipeline.io import load_torch
@@ -24,8 +26,8 @@ from pipeline.io import load_torch
 TINY_GEN = ["generator.steps=3", "generator.checkpoint_every=2", "generator.sample_every=3", "runtime.progress=false"]
 
 
-def _ctx(runs: Path, *overrides: str) -> stages.SetContext:
-    return stages.prepare(load_config("smoke", [f"runtime.runs_dir={runs}", *overrides]), "r")
+def _ctx(runs: Path, *overrides: str) -> context.SetContext:
+    return context.prepare(load_config("smoke", [f"runtime.runs_dir={runs}", *overrides]), "r")
 
 
 def _weights(final: Path) -> dict[str, torch.Tensor]:
@@ -181,14 +183,13 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
 
     out = tmp_path / "stage"
     monkeypatch.setattr(stages, "stage_shape_bank", stub("shape_bank", lambda *a: out))
-    monkeypatch.setattr(stages, "stage_placement_masks", stub("masks", lambda *a: out))
-    monkeypatch.setattr(stages, "stage_segmodel_masks", stub("masks", lambda *a: out))
+    monkeypatch.setattr(stages, "stage_masks", stub("masks", lambda *a: out))
     monkeypatch.setattr(stages, "stage_train_generator", stub("generator", lambda *a: out))
     monkeypatch.setattr(stages, "stage_generate", stub("generate", lambda *a: out))
     monkeypatch.setattr(stages, "stage_seg_arm", stub("arm", lambda *a: out))
-    monkeypatch.setattr(stages, "record", lambda *a: None)
-    monkeypatch.setattr(stages, "write_samples", lambda *a: None)
-    monkeypatch.setattr(stages, "reference_segmenter", lambda *a: None)
+    monkeypatch.setattr(context, "record", lambda *a: None)
+    monkeypatch.setattr(collect, "write_samples", lambda *a: None)
+    monkeypatch.setattr(collect, "reference_segmenter", lambda *a: None)
     monkeypatch.setattr(flow, "report_task", lambda ctx, arm_dirs: tmp_path / "report.html")
     monkeypatch.setattr(flow, "_publish", lambda ctx, html: None)
     overrides = [f"runtime.runs_dir={tmp_path / 'runs'}", "runtime.max_parallel_tasks=4", "runtime.progress=false",

@@ -57,6 +57,7 @@ def test_train_resume_and_sample(tmp_path):
 
 
 def test_progan_stage_writes_a_mask_store(tmp_path):
+    from pipeline import context
     from pipeline import stages
     from pipeline.config import load_config
 
@@ -64,9 +65,9 @@ def test_progan_stage_writes_a_mask_store(tmp_path):
                                 "data.n_test=4", "masks.size=32", "masks.progan_steps=3",
                                 "masks.sources={placement: 0.5, progan: 0.5}", f"runtime.runs_dir={tmp_path}",
                                 "runtime.progress=false"])
-    ctx = stages.prepare(cfg, run_id="r")
-    d, _, cached = stages.stage_progan_masks(ctx, 6)
+    ctx = context.prepare(cfg, run_id="r")
+    d, _, cached = stages.stage_masks(ctx, "progan", None, 6)
     store = MaskStore(d)
     assert not cached and len(store) == 6 and set(store.manifest.source) == {"progan"}
     assert store[0].shape == (32, 32)
-    assert stages.stage_progan_masks(ctx, 6)[2]
+    assert stages.stage_masks(ctx, "progan", None, 6)[2]

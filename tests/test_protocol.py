@@ -160,7 +160,7 @@ def test_every_command_and_the_flow_see_the_same_splits(tmp_path):
     """A fixed test list (data.test_list) reaches the flow's splits and the per-stage commands alike."""
     from typer.testing import CliRunner
 
-    from pipeline import stages
+    from pipeline import context
     from pipeline.cli import app
     from pipeline.data.demo import render_demo_set
     from pipeline.data.labeled_set import require_valid
@@ -173,7 +173,7 @@ def test_every_command_and_the_flow_see_the_same_splits(tmp_path):
             "data.n_val=3", f"runtime.runs_dir={tmp_path / 'runs'}", f"segmentation.encoder={FAST_ENCODER}",
             "segmentation.image_size=32", "segmentation.max_steps=2", "segmentation.eval_every=2",
             "runtime.progress=false", "runtime.device=cpu"]
-    flow_splits = stages.prepare(load_config("smoke", over), run_id="r").splits
+    flow_splits = context.prepare(load_config("smoke", over), run_id="r").splits
     assert flow_splits["test"] == sorted(report.stems[:3])
     stems, _ = training_masks(tmp_path / "set", load_config("smoke", over).data)
     assert stems == flow_splits["train"]

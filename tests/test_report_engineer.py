@@ -15,6 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from pipeline import context
+from pipeline.report import collect
 from pipeline import stages
 from pipeline.cli import app
 from pipeline.config import Config, load_config
@@ -227,13 +229,13 @@ def _first_image_shape(pair_dir):
 
 def test_collect_writes_size_bins_mask_stats_and_realism(tmp_path):
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "generator.model=copypaste"])
-    ctx = stages.prepare(cfg, run_id="r")
+    ctx = context.prepare(cfg, run_id="r")
     bank, s1, c1 = stages.stage_shape_bank(ctx, 10)
-    masks, s2, c2 = stages.stage_placement_masks(ctx, bank, 8)
-    stages.record(ctx, "masks (placement)", masks, s2, c2)
+    masks, s2, c2 = stages.stage_masks(ctx, "placement", bank, 8)
+    context.record(ctx, "masks (placement)", masks, s2, c2)
     gen, _, _ = stages.stage_train_generator(ctx, 10)
     pairs, _, _ = stages.stage_generate(ctx, gen, masks)
-    stages.write_samples(ctx, [pairs])
+    collect.write_samples(ctx, [pairs])
     assert (ctx.run_dir / "samples.png").is_file() and (ctx.run_dir / "realism.png").is_file()
     import cv2
 
@@ -241,7 +243,7 @@ def test_collect_writes_size_bins_mask_stats_and_realism(tmp_path):
     h, w = _first_image_shape(pairs)
     assert strip.shape[1] >= 5 * w and strip.shape[0] >= h  # a real crop and four synthetic tiles, none shrunk
 
-    stages.write_mask_stats(ctx)
+    collect.write_mask_stats(ctx)
     assert (ctx.run_dir / "mask_stats.png").is_file()
 
     test = dict(zip(ctx.splits["test"], (m for _, m in ctx.pairs("test"))))
@@ -251,7 +253,7 @@ def test_collect_writes_size_bins_mask_stats_and_realism(tmp_path):
         d.mkdir()
         np.savez(d / "predictions.npz", **preds)
     rows = [{"arm": "pretrained:copypaste", "seed": 0, "n_real": 10}, {"arm": "real_only", "seed": 0, "n_real": 10}]
-    out = stages.write_size_bins(ctx, [perfect, empty], rows)
+    out = collect.write_size_bins(ctx, [perfect, empty], rows)
     t = pd.read_csv(out)
     n_objects = sum(len(object_diameters(m)) for m in test.values())
     good, none = t[t.arm == "pretrained:copypaste"], t[t.arm == "real_only"]
@@ -261,12 +263,12 @@ def test_collect_writes_size_bins_mask_stats_and_realism(tmp_path):
 
 def test_set_json_carries_the_pixel_size(tmp_path):
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path / 'runs'}"])
-    demo = stages.prepare(cfg, run_id="r").set_dir
+    demo = context.prepare(cfg, run_id="r").set_dir
     mine = tmp_path / "line3"
     shutil.copytree(demo, mine)
     info = yaml.safe_load((mine / "set.yaml").read_text()) if (mine / "set.yaml").is_file() else {}
     info.update({"pixel_size": 0.12, "pixel_unit": "mm", "procedural": False})
     write_text(mine / "set.yaml", yaml.safe_dump(info))
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path / 'runs'}", f"data.set={mine}"])
-    s = read_json(stages.prepare(cfg, run_id="r").run_dir / "set.json")
+    s = read_json(context.prepare(cfg, run_id="r").run_dir / "set.json")
     assert s["pixel_size"] == 0.12 and s["pixel_unit"] == "mm"

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import stages
+from pipeline import context
 from pipeline.config import load_config
 from pipeline.data.sets import set_content_hash
 
@@ -43,9 +43,9 @@ def test_last_finished_state_lives_under_runs_not_in_the_set(tmp_path):
     runs = tmp_path / "runs"
     cfg = load_config("smoke", [f"data.set={set_dir}", f"runtime.runs_dir={runs}"])
     before = _snapshot(set_dir)
-    assert stages.set_changed(cfg)
-    stages.remember_set(cfg)
-    assert not stages.set_changed(cfg)
+    assert context.set_changed(cfg)
+    context.remember_set(cfg)
+    assert not context.set_changed(cfg)
     assert _snapshot(set_dir) == before
     state = [p for p in runs.rglob("*") if p.is_file()]
     assert state and all(p.resolve().is_relative_to(runs.resolve()) for p in state)
@@ -56,9 +56,9 @@ def test_same_name_other_folder_is_a_changed_set(tmp_path):
     a = _small_set(tmp_path / "a" / "s").resolve()
     b = _small_set(tmp_path / "b" / "s", n=1).resolve()
     runs = f"runtime.runs_dir={tmp_path / 'runs'}"
-    stages.remember_set(load_config("smoke", [f"data.set={a}", runs]))
-    assert stages.set_changed(load_config("smoke", [f"data.set={b}", runs]))
-    assert not stages.set_changed(load_config("smoke", [f"data.set={a}", runs]))
+    context.remember_set(load_config("smoke", [f"data.set={a}", runs]))
+    assert context.set_changed(load_config("smoke", [f"data.set={b}", runs]))
+    assert not context.set_changed(load_config("smoke", [f"data.set={a}", runs]))
 
 
 def test_set_hash_ignores_os_and_editor_files(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import context
+from pipeline.report import collect
 from pipeline import stages
 from pipeline.config import load_config
 from pipeline.data.store import MaskStore
@@ -18,19 +20,19 @@ def test_segmodel_masks_source_and_cache(tmp_path):
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "masks.sources={placement: 0.5, segmodel: 0.5}",
                                 "runtime.progress=false"])
     assert stages.source_counts(cfg) == {"placement": 4, "segmodel": 4}
-    ctx = stages.prepare(cfg, run_id="r")
-    d, secs, cached = stages.stage_segmodel_masks(ctx, 4)
+    ctx = context.prepare(cfg, run_id="r")
+    d, secs, cached = stages.stage_masks(ctx, "segmodel", None, 4)
     assert not cached
     store = MaskStore(d)
     assert len(store) == 4 and set(store.manifest.source) == {"segmodel"}
     assert store[0].shape == (64, 64) and store[0].dtype == np.int32
-    d2, secs2, cached2 = stages.stage_segmodel_masks(ctx, 4)
+    d2, secs2, cached2 = stages.stage_masks(ctx, "segmodel", None, 4)
     assert cached2 and d2 == d and secs2 == 0.0
 
 
 def test_stage_keys_follow_inputs(tmp_path):
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}"])
-    ctx = stages.prepare(cfg, run_id="r")
+    ctx = context.prepare(cfg, run_id="r")
     base = stages.seg_arm_key(ctx, "real_only", 0, 10, [])
     assert base == stages.seg_arm_key(ctx, "real_only", 0, 10, [tmp_path / "pairs"])  # real-only ignores synthetic
     assert base == stages.seg_arm_key(ctx.with_synthesis("copypaste"), "real_only", 0, 10, [])  # and the method
@@ -40,10 +42,10 @@ def test_stage_keys_follow_inputs(tmp_path):
     assert pre != stages.seg_arm_key(ctx.with_synthesis("copypaste"), "pretrained", 0, 10, [tmp_path / "a"])
     # a study's list options (seeds, n_real, arms) do not re-key finished arms
     more = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "segmentation.seeds=[0,1,2]"])
-    assert base == stages.seg_arm_key(stages.prepare(more, run_id="r4"), "real_only", 0, 10, [])
+    assert base == stages.seg_arm_key(context.prepare(more, run_id="r4"), "real_only", 0, 10, [])
     other = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "generator.steps=99"])
-    assert stages.generator_key(ctx) != stages.generator_key(stages.prepare(other, run_id="r2"))
-    assert base == stages.seg_arm_key(stages.prepare(other, run_id="r3"), "real_only", 0, 10, [])
+    assert stages.generator_key(ctx) != stages.generator_key(context.prepare(other, run_id="r2"))
+    assert base == stages.seg_arm_key(context.prepare(other, run_id="r3"), "real_only", 0, 10, [])
 
 
 def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
@@ -54,13 +56,13 @@ def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "runtime.progress=false",
                                 "generator.use_vae=true", "generator.steps=2", "quality.images=8",
                                 "quality.c2st_steps=5", "quality.styles=3"])
-    ctx = stages.prepare(cfg, run_id="r")
+    ctx = context.prepare(cfg, run_id="r")
     bank, _, _ = stages.stage_shape_bank(ctx)
-    masks, _, _ = stages.stage_placement_masks(ctx, bank, 8)
+    masks, _, _ = stages.stage_masks(ctx, "placement", bank, 8)
     gen, _, _ = stages.stage_train_generator(ctx)
     pairs, _, _ = stages.stage_generate(ctx, gen, masks)
     arm, _, _ = stages.stage_seg_arm(ctx, "real_only", 0, 10, [pairs])
-    segmenter = stages.reference_segmenter([arm])
+    segmenter = collect.reference_segmenter([arm])
     assert segmenter == arm / "train" / "best.pt" and segmenter.is_file()
 
     d, _, cached = stages.stage_quality(ctx, gen, pairs, segmenter)
@@ -74,7 +76,7 @@ def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
     assert grid.shape[1] == 5 * 128 + 4 * 4  # mask | real | 3 styles, 4-px gaps
     assert stages.stage_quality(ctx, gen, pairs, segmenter)[2]  # cached
 
-    stages.collect_quality(ctx, {"placement": d})
+    collect.collect_quality(ctx, {"placement": d})
     merged = read_json(ctx.run_dir / "quality.json")
     assert "details" not in merged and merged["realism_c2st_accuracy"] == q["realism_c2st_accuracy"]
     assert (ctx.run_dir / "style_grid.png").is_file()

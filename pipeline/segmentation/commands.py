@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         from ..config import load_config
         from ..data.images import InputError
         from ..io import read_json
-        from ..stages import prepare
+        from ..context import prepare
         from .arms import ARMS, run_arm
 
         if arm not in ARMS:
