@@ -27,7 +27,6 @@ shard layout or resume gives the same masks. Per mask:
 from __future__ import annotations
 
 import hashlib
-import logging
 from pathlib import Path
 
 import cv2
@@ -39,7 +38,6 @@ from ..data.store import MaskStore, shard_ranges
 from ..errors import InputError
 from ..io import read_json, write_json
 
-log = logging.getLogger("synth_pretrain.masks")
 
 SOURCE = "realmask"
 SETTINGS_FILE = "realmask.json"
