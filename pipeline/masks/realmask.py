@@ -38,7 +38,6 @@ from ..data.store import MaskStore, shard_ranges
 from ..errors import InputError
 from ..io import read_json, write_json
 
-
 SOURCE = "realmask"
 SETTINGS_FILE = "realmask.json"
 # Spacing (output px) of the random control points of the elastic warp: a few per canvas gives a
