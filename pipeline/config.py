@@ -82,6 +82,14 @@ class MasksConfig(Section):
     # At least this many objects per mask. 0 keeps the real count distribution; rare-object sets
     # (one defect in a few images) otherwise give mostly empty masks that teach pretraining nothing.
     min_objects: int = Field(0, ge=0)
+    # realmask source (masks/realmask.py): the real training masks reused as layouts, so canvases
+    # keep the real density and touching clusters. Each canvas is a crop of a real mask after a
+    # random flip / rot90, scale (masks.scale or 1) * (1 +- realmask_scale_jitter) and a smooth
+    # elastic warp moving pixels by up to realmask_elastic px (0 = off); with probability
+    # realmask_mosaic it is a 2x2 mosaic of four such half-size crops (more real images per canvas).
+    realmask_scale_jitter: float = Field(0.2, ge=0.0, lt=1.0)
+    realmask_elastic: float = Field(3.0, ge=0.0)
+    realmask_mosaic: float = Field(0.25, ge=0.0, le=1.0)
     seed: int = 0
     workers: int = Field(2, ge=1)
     segmodel_min_score: float = Field(0.5, ge=0.0, le=1.0)

@@ -8,8 +8,12 @@ than the canvas give smaller crops; their count is scaled to the canvas area (co
 
 ``nn_distance`` (centroid to the nearest other object's centroid in the same mask) says whether
 synthetic objects are packed like real ones: placement may get sizes right and spacing wrong.
-It is in the per-object table and the report's plot (:data:`REPORT_METRICS`); the KS table keeps
-:data:`METRICS`.
+Touching is measured apart from spacing: ``touching_neighbours`` (per object: how many other
+objects have a pixel 8-adjacent to one of its pixels) and ``touching_pairs_per_object`` (per mask:
+touching pairs / objects). On particle sets (EMPS) object F1 is decided at the boundaries between
+touching objects, so a mask source whose layouts never touch teaches the one thing that matters
+least. Both are in the per-object / per-mask tables, the KS table and the report's plot
+(:data:`REPORT_METRICS`); :func:`plot_mask_stats` keeps the four :data:`METRICS`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("count_per_canvas", "coverage", "area", "equivalent_diameter")
-REPORT_METRICS = (*METRICS, "nn_distance")
-OBJECT_METRICS = ("area", "equivalent_diameter", "nn_distance")
+TOUCHING_METRICS = ("touching_neighbours", "touching_pairs_per_object")
+REPORT_METRICS = (*METRICS, "nn_distance", *TOUCHING_METRICS)
+OBJECT_METRICS = ("area", "equivalent_diameter", "nn_distance", "touching_neighbours")
+INTEGER_METRICS = ("touching_neighbours",)  # histogrammed with one bin per value
 
 
 def nearest_neighbour_distances(cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
@@ -33,6 +39,44 @@ def nearest_neighbour_distances(cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
     pts = np.stack([cy, cx], axis=1)
     dist, _ = cKDTree(pts).query(pts, k=2)
     return dist[:, 1]
+
+
+def touching_pairs(mask: np.ndarray) -> np.ndarray:
+    """Unique pairs ``(a, b)``, ``0 < a < b``, of labels with 8-adjacent pixels: an ``n x 2`` array.
+
+    Comparing the map with itself shifted right, down and along both diagonals visits every
+    8-neighbour pair of pixels once; that is a handful of vectorised passes, no per-object loop,
+    so it stays cheap on thousands of masks."""
+    mask = np.asarray(mask)
+    views = (
+        (mask[:, :-1], mask[:, 1:]),  # right
+        (mask[:-1, :], mask[1:, :]),  # down
+        (mask[:-1, :-1], mask[1:, 1:]),  # down-right
+        (mask[:-1, 1:], mask[1:, :-1]),  # down-left
+    )
+    found = []
+    for a, b in views:
+        edge = (a != b) & (a > 0) & (b > 0)
+        if edge.any():
+            x, y = a[edge].astype(np.int64), b[edge].astype(np.int64)
+            found.append(np.stack([np.minimum(x, y), np.maximum(x, y)], axis=1))
+    if not found:
+        return np.zeros((0, 2), np.int64)
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def touching_neighbour_counts(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For each of ``labels``: how many other labels of ``mask`` touch it (8-adjacency). Pixels
+    whose label is not in ``labels`` count as background (objects ignored for their size)."""
+    mask = np.asarray(mask)
+    labels = np.asarray(labels, np.int64)
+    if labels.size == 0:
+        return np.zeros(0, np.int64)
+    kept = np.zeros(int(max(mask.max(initial=0), labels.max())) + 1, bool)
+    kept[labels] = True
+    pairs = touching_pairs(np.where(kept[mask], mask, 0))
+    per_label = np.bincount(pairs.ravel(), minlength=len(kept))
+    return per_label[labels]
 
 
 def mask_stats(masks, canvas: int | None = None, min_area: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,16 +96,21 @@ def mask_stats(masks, canvas: int | None = None, min_area: int = 1) -> tuple[pd.
         cy = np.bincount(flat, weights=ys, minlength=len(counts))[keep] / np.maximum(areas, 1)
         cx = np.bincount(flat, weights=xs, minlength=len(counts))[keep] / np.maximum(areas, 1)
         scale = (canvas * canvas) / (h * w) if canvas else 1.0
+        neighbours = touching_neighbour_counts(mask, keep)
         per_mask.append(
             {"mask": i, "height": h, "width": w, "count": len(areas), "count_per_canvas": len(areas) * scale,
-             "coverage": areas.sum() / (h * w)}
+             "coverage": areas.sum() / (h * w),
+             # each pair is counted at both of its objects; NaN, not 0, for a mask without objects
+             "touching_pairs_per_object": neighbours.sum() / 2 / len(areas) if len(areas) else np.nan}
         )
         per_object.append(
             pd.DataFrame({"mask": i, "area": areas, "equivalent_diameter": np.sqrt(4.0 * areas / np.pi),
-                          "nn_distance": nearest_neighbour_distances(cy, cx)})
+                          "nn_distance": nearest_neighbour_distances(cy, cx),
+                          "touching_neighbours": neighbours})
         )
     objects = (pd.concat(per_object, ignore_index=True) if per_object
-               else pd.DataFrame(columns=["mask", "area", "equivalent_diameter", "nn_distance"]))
+               else pd.DataFrame(columns=["mask", "area", "equivalent_diameter", "nn_distance",
+                                          "touching_neighbours"]))
     return pd.DataFrame(per_mask), objects
 
 
@@ -91,15 +140,18 @@ def compare_mask_stats(
     crops_per_image: int = 4,
     seed: int = 0,
     min_area: int = 1,
+    metrics: tuple[str, ...] = REPORT_METRICS,
 ) -> pd.DataFrame:
     """One row per metric: sample sizes, medians, means and the KS statistic/p-value between real
-    crops of ``canvas`` size and the synthetic masks. KS 0 = same distribution, 1 = disjoint."""
+    crops of ``canvas`` size and the synthetic masks. KS 0 = same distribution, 1 = disjoint.
+    Masks without objects have no touching-pairs ratio and objects alone in their mask no
+    nearest-neighbour distance: those are left out of their metric's sample."""
     from scipy.stats import ks_2samp
 
     real = mask_stats(real_crops(real_masks, canvas, crops_per_image, seed), canvas, min_area)
     synth = mask_stats(synthetic_masks, canvas, min_area)
     rows = []
-    for metric in METRICS:
+    for metric in metrics:
         a, b = _metric_values(*real, metric), _metric_values(*synth, metric)
         ks = ks_2samp(a, b) if len(a) and len(b) else None
         rows.append(
@@ -135,7 +187,9 @@ def plot_mask_stats(
 
 LABELS = {"count_per_canvas": "objects per canvas", "coverage": "coverage (fraction of pixels)",
           "area": "object area (px)", "equivalent_diameter": "equivalent diameter (px)",
-          "nn_distance": "nearest-neighbour distance (px)"}
+          "nn_distance": "nearest-neighbour distance (px)",
+          "touching_neighbours": "touching neighbours per object",
+          "touching_pairs_per_object": "touching pairs / objects (per mask)"}
 
 
 def plot_mask_sources(
@@ -150,7 +204,8 @@ def plot_mask_sources(
     title: str | None = None,
 ) -> Path:
     """Histograms of ``metrics``, real crops (filled) against each synthetic mask source (outlines),
-    one panel per metric; one PNG written atomically. Density, so sources of any count compare."""
+    one panel per metric, at most four panels a row; one PNG written atomically. Density, so
+    sources of any count compare."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,8 +216,12 @@ def plot_mask_sources(
 
     real = mask_stats(real_crops(real_masks, canvas, crops_per_image, seed), canvas, min_area)
     synth = {name: mask_stats(masks, canvas, min_area) for name, masks in sources.items()}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 2.9), dpi=90, squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    columns = min(len(metrics), 4)
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns + 0.6, 2.9 * rows), dpi=90, squeeze=False)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.ravel(), metrics):
         a = _metric_values(*real, metric)
         others = {name: _metric_values(*t, metric) for name, t in synth.items()}
         both = np.concatenate([a, *others.values()])
@@ -173,6 +232,8 @@ def plot_mask_sources(
             few = both.max() / both.min() < 30  # under ~1.5 decades: label 2x and 5x too, or one tick shows
             ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
                 lambda v, _: f"{v:g}" if few and round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""))
+        elif metric in INTEGER_METRICS and both.size:
+            bins = np.arange(-0.5, both.max() + 1.5)  # one bar per count: 0, 1, 2 ... neighbours
         else:
             bins = np.linspace(both.min(), both.max(), 30) if both.size and both.max() > both.min() else 10
         ax.hist(a, bins=bins, density=True, alpha=0.45, label=f"real crops (n={len(a)})", color="tab:blue")
