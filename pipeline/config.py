@@ -133,7 +133,8 @@ class GenerationConfig(Section):
     # real: a window of a real training image, its objects kept and labeled; inpaint: object-free
     # Telea background (box mode always uses inpaint)
     copypaste_background: Literal["real", "inpaint"] = "real"
-    copypaste_blend: Literal["none", "feather", "poisson"] = "feather"  # poisson falls back to feather at borders
+    # poisson falls back to feather near the canvas border
+    copypaste_blend: Literal["none", "feather", "poisson"] = "feather"
     copypaste_feather_px: int = Field(2, ge=0)  # blended rim half-width (px); also Poisson's seam margin
     copypaste_match_area_k: int = Field(8, ge=1)  # draw among the k bank objects nearest in log-area
     copypaste_rotation: Literal["any", "rot90", "none"] = "any"

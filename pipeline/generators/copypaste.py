@@ -114,7 +114,8 @@ class CopyPasteBank:
         # Objects cut by their image's border are pasted only when they are most of the bank (a
         # set of border-crossing defects): otherwise their straight cut edges would appear
         # mid-canvas, an edge no real object has.
-        self.pool = np.flatnonzero(interior) if interior.sum() * 2 >= len(interior) else np.arange(len(interior))
+        mostly_interior = interior.sum() * 2 >= len(interior)
+        self.pool = np.flatnonzero(interior) if mostly_interior else np.arange(len(interior))
         self.pool_log_area = np.log(self.areas[self.pool])
 
     def require_object_data(self) -> None:
@@ -150,13 +151,15 @@ class CopyPasteBank:
             y0, x0, y1, x1 = r.bbox
             k = int(rng.integers(len(self.crops)))
             by0, bx0, by1, bx1 = self.boxes[k]
-            tex = cv2.resize(self.crops[k][by0:by1, bx0:bx1], (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            box = self.crops[k][by0:by1, bx0:bx1]
+            tex = cv2.resize(box, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
             tex = tex.reshape(y1 - y0, x1 - x0, -1)
             sel = r.image
             canvas[y0:y1, x0:x1][sel] = tex[sel]
         return canvas.astype(np.float32) / 255.0
 
-    def render_objects(self, layout: np.ndarray, rng: np.random.Generator, gen_cfg) -> tuple[np.ndarray, np.ndarray]:
+    def render_objects(self, layout: np.ndarray, rng: np.random.Generator,
+                       gen_cfg) -> tuple[np.ndarray, np.ndarray]:
         """``object`` mode: (image float32 HxWxC in [0, 1], instance labels int32 1..N) for a layout.
 
         Synthetic objects are pasted in label order (so the layout's own stacking order decides

@@ -46,7 +46,9 @@ def _scaled_window(image: np.ndarray, labels: np.ndarray, scale: float, size: in
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     scaled = cv2.resize(image, (nw, nh), interpolation=interp).reshape(nh, nw, -1)
-    scaled_labels = cv2.resize(labels.astype(np.float32), (nw, nh), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    # centre-aligned like the image resize (plain INTER_NEAREST is off by up to half a pixel)
+    scaled_labels = cv2.resize(labels.astype(np.float32), (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT)
+    scaled_labels = scaled_labels.astype(np.int32)
     ph, pw = max(0, size - nh), max(0, size - nw)
     if ph or pw:
         top, left = int(rng.integers(0, ph + 1)), int(rng.integers(0, pw + 1))
@@ -81,9 +83,9 @@ def _window_holding_object(labels: np.ndarray, size: int, rng: np.random.Generat
     return y, x
 
 
-def render_simple_copypaste(images: list[np.ndarray], labels: list[np.ndarray], size: int, rng: np.random.Generator,
-                            gen_cfg, min_area: int, pasteable: np.ndarray | None = None
-                            ) -> tuple[np.ndarray, np.ndarray, dict]:
+def render_simple_copypaste(images: list[np.ndarray], labels: list[np.ndarray], size: int,
+                            rng: np.random.Generator, gen_cfg, min_area: int,
+                            pasteable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """One pair from uint8 HxWxC images and their instance labels: (image float32 in [0, 1],
     labels int32 1..N, provenance dict with the drawn ``background_index``, ``paste_index``
     (-1: no image holds an object), ``scale`` and ``objects_pasted``).
@@ -148,7 +150,8 @@ def generate_simple_copypaste_pairs(real_pairs: list[tuple[np.ndarray, np.ndarra
             out_images, out_masks, rows = [], [], []
             for i in range(start, stop):
                 rng = np.random.default_rng([seed, i])
-                image, mask, info = render_simple_copypaste(images, labels, size, rng, gen_cfg, min_area, pasteable)
+                image, mask, info = render_simple_copypaste(images, labels, size, rng, gen_cfg, min_area,
+                                                            pasteable)
                 out_images.append(image)
                 out_masks.append(mask)
                 rows.append({"index": i, "mask_index": info["background_index"], "mask_source": "real",
