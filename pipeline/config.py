@@ -134,6 +134,27 @@ class GenerationConfig(Section):
     batch_size: int = Field(16, ge=1)
     compile: bool = False
     seed: int = 0
+    # --- copy-paste (generator.model = copypaste; docs/generators.md, "Copy-paste") ---
+    # object: real objects cut by their own masks, output mask = what was pasted (image and mask
+    # agree); box: the original method (box textures cut by synthetic shapes), for old results
+    copypaste_mode: Literal["object", "box"] = "object"
+    # real: a window of a real training image, its objects kept and labeled; inpaint: object-free
+    # Telea background (box mode always uses inpaint)
+    copypaste_background: Literal["real", "inpaint"] = "real"
+    # poisson falls back to feather near the canvas border
+    copypaste_blend: Literal["none", "feather", "poisson"] = "feather"
+    copypaste_feather_px: int = Field(2, ge=0)  # blended rim half-width (px); also Poisson's seam margin
+    copypaste_match_area_k: int = Field(8, ge=1)  # draw among the k bank objects nearest in log-area
+    copypaste_rotation: Literal["any", "rot90", "none"] = "any"
+    # Simple Copy-Paste (Ghiasi et al. 2021): scale jitter of the pasted image, [lo, hi]
+    simple_cp_scale: list[float] = Field(default_factory=lambda: [0.1, 2.0], min_length=2, max_length=2)
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> GenerationConfig:
+        lo, hi = self.simple_cp_scale
+        if not 0 < lo <= hi:
+            raise ValueError(f"generation.simple_cp_scale: need 0 < lo <= hi, got {self.simple_cp_scale}")
+        return self
 
 
 class SegmentationConfig(Section):
