@@ -234,6 +234,22 @@ class QualityConfig(Section):
     styles: int = Field(4, ge=2)  # style codes per mask for diversity
 
 
+class FilteringConfig(Section):
+    """Filtering and re-sampling of synthetic pairs by a real-only segmenter's agreement with them
+    (pipeline/quality/filtering.py). A section of its own, not fields of ``generation`` or
+    ``quality``: stage cache keys hash whole sections, so changing a filter setting must not
+    regenerate pairs (generation) or re-measure quality.
+
+    The defaults keep today's behaviour (every generated pair, once): how much filtering helps
+    depends on the generator and the set, and nothing has measured it yet; FreeMask kept roughly
+    the best half to two thirds of its synthetic pairs."""
+
+    keep_fraction: float = Field(1.0, gt=0.0, le=1.0)  # best fraction of pairs by mask fidelity; 1.0 = off
+    # extra copies of the hardest kept layouts (dense, touching), as a fraction of the kept pairs; 0 = off
+    hard_oversample: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(16, ge=1)  # images per forward pass while scoring (128 px images: cheap)
+
+
 class RuntimeConfig(Section):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None = torch's default
@@ -258,6 +274,7 @@ class Config(Section):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    filtering: FilteringConfig = Field(default_factory=FilteringConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")
