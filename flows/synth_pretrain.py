@@ -188,6 +188,12 @@ def seg_arm_task(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path]):
         return stages.stage_seg_arm(ctx, arm, seed, n_real, pair_dirs)
 
 
+@task(name="filter-pairs", **TASK, **RESUMABLE)
+def filter_task(ctx, pair_dir: Path, judge_arm_dir: Path):
+    _stage_setup(ctx.cfg)
+    return stages.stage_filter(ctx, pair_dir, judge_arm_dir)
+
+
 @task(name="quality", task_run_name="quality-{source}", **TASK)
 def quality_task(ctx, source: str, generator_dir: Path, pair_dir: Path, segmenter: Path):
     _stage_setup(ctx.cfg)
@@ -237,7 +243,8 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
                 synthesis: list[str] | None = None) -> str:
     """The whole pipeline for one labeled set; returns its run folder. ``synthesis``: the synthesis
     methods to compare (default: the config's ``generator.model``)."""
-    from pipeline.segmentation.arms import ARMS
+    from pipeline.generators.methods import SYNTHESIS_METHODS
+    from pipeline.segmentation.arms import ARMS, REFERENCE_ARM
 
     cfg = load_config(config, [*(overrides or []), f"data.set={set_name}"])
     methods = list(dict.fromkeys(synthesis or [cfg.generator.model]))
@@ -258,11 +265,22 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
         for method in methods:  # one after another: generator training uses every core
             mctx = ctx.with_synthesis(method)
             gen_dir = _record(ctx, f"train generator ({method})", generator_task(mctx, n_real))
-            gen_futs = generate_task.map(mctx, gen_dir, mask_dirs)
+            inputs = mask_dirs if SYNTHESIS_METHODS[method].uses_masks else [None]
+            gen_futs = generate_task.map(mctx, gen_dir, inputs)
             pairs[n_real, method] = [_record(ctx, f"generate pairs ({method})", f.result()) for f in gen_futs]
-            quality_inputs[method] = (mctx, gen_dir, pairs[n_real, method])  # the last n_real: the largest
+            labels = list(counts) if SYNTHESIS_METHODS[method].uses_masks else ["real"]
+            quality_inputs[method] = (mctx, gen_dir, pairs[n_real, method], labels)  # the last n_real: the largest
     if pairs:
         collect.write_samples(ctx, [d for m in methods for d in pairs[max(seg.n_real), m]])
+    if pairs and stages.filtering_on(cfg):
+        # the judge of the synthetic pairs is the real-only model at the lowest seed (computed once,
+        # reused by the arms below); every arm then trains on the filtered pairs
+        for n_real in sorted(seg.n_real):
+            judge = _record(ctx, "filter judge (real_only)", seg_arm_task(ctx, REFERENCE_ARM, min(seg.seeds), n_real, []))
+            for method in methods:
+                mctx = ctx.with_synthesis(method)
+                pairs[n_real, method] = [_record(ctx, f"filter pairs ({method})", filter_task(mctx, p, judge))
+                                         for p in pairs[n_real, method]]
 
     arm_futs, combos = [], []
     for n_real in seg.n_real:
@@ -282,8 +300,8 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     segmenter = collect.reference_segmenter(arm_dirs)
     if cfg.quality.enabled and segmenter is not None and quality_inputs:
         q_dirs = {}
-        for method, (mctx, gen_dir, pair_dirs) in quality_inputs.items():
-            futs = {src: quality_task.submit(mctx, src, gen_dir, p, segmenter) for src, p in zip(counts, pair_dirs)}
+        for method, (mctx, gen_dir, pair_dirs, labels) in quality_inputs.items():
+            futs = {src: quality_task.submit(mctx, src, gen_dir, p, segmenter) for src, p in zip(labels, pair_dirs)}
             for src, f in futs.items():
                 name = src if len(methods) == 1 else f"{method}, {src}"
                 q_dirs[name] = _record(ctx, f"quality ({name})", f.result())

@@ -7,6 +7,7 @@ one resumed). Each returns ``(output folder, seconds spent in this call, cached?
     masks           synthetic instance masks, per mask source              stage_masks
     generator       a trained generator or a bank, per synthesis method     stage_train_generator
     synthetic       (mask, image) pairs, per method and mask source         stage_generate
+    filtered        the pairs a real-only segmenter agrees with (optional)  stage_filter
     seg_<arm>       one arm x seed x n_real, trained to its plateau         stage_seg_arm
     quality         fidelity, realism and diversity of synthetic pairs      stage_quality
 
@@ -113,11 +114,13 @@ def generation_key(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> str:
 
     method = SYNTHESIS_METHODS[ctx.cfg.generator.model]
     gen = _section(ctx.cfg.generation, drop=("batch_size", "compile"))
-    return make_key("generation", ctx.cfg.generator.model, generator_dir.name, mask_dir.parent.name, mask_dir.name,
-                    gen, code_hash(method.generate))
+    masks = [mask_dir.parent.name, mask_dir.name] if mask_dir is not None else None
+    return make_key("generation", ctx.cfg.generator.model, generator_dir.name, masks, gen, code_hash(method.generate))
 
 
-def stage_generate(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> tuple[Path, float, bool]:
+def stage_generate(ctx: SetContext, generator_dir: Path, mask_dir: Path | None) -> tuple[Path, float, bool]:
+    """One PairStore: an image for every mask of ``mask_dir`` (None: a method that makes its own
+    layouts from the real pairs, ``uses_masks=False``)."""
     from .device import configure
     from .generators.methods import SYNTHESIS_METHODS
 
@@ -128,6 +131,34 @@ def stage_generate(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> tupl
         method.generate(ctx, generator_dir, mask_dir, d)
 
     return timed(ctx.stage_dir("synthetic", generation_key(ctx, generator_dir, mask_dir)), compute)
+
+
+def filtering_on(cfg: Config) -> bool:
+    return cfg.filtering.keep_fraction < 1.0 or cfg.filtering.hard_oversample > 0.0
+
+
+def stage_filter(ctx: SetContext, pair_dir: Path, judge_arm_dir: Path) -> tuple[Path, float, bool]:
+    """The synthetic pairs a real-only segmenter agrees with (quality/filtering.py): every pair
+    scored by the ``judge_arm_dir`` arm's best checkpoint with its tuned post-processing
+    (``scores.parquet``), the best ``filtering.keep_fraction`` kept, the hardest kept layouts
+    copied ``hard_oversample`` times over (``pairs/`` + ``pairs/filtering.json``)."""
+    from .io import atomic_path, read_json
+    from .quality.filtering import filter_pairs, score_pairs
+
+    f = ctx.cfg.filtering
+    key = make_key("filter", pair_dir.name, judge_arm_dir.name, _section(f, drop=("batch_size",)),
+                   ctx.cfg.evaluation.iou_threshold, code_hash(stage_filter))
+
+    def compute(d: Path) -> None:
+        judge = read_json(judge_arm_dir / "metrics.json")
+        scores = score_pairs(Path(judge["checkpoint"]), pair_dir, ctx.cfg, f.batch_size, progress=ctx.cfg.runtime.progress,
+                             postprocess=judge)
+        with atomic_path(d / "scores.parquet") as tmp:
+            scores.to_parquet(tmp, index=False)
+        filter_pairs(pair_dir, scores, d / "pairs", f.keep_fraction, f.hard_oversample)
+
+    path, secs, cached = timed(ctx.stage_dir("filtered", key), compute)
+    return path / "pairs", secs, cached
 
 
 # --------------------------------------------------------------------------------------------------

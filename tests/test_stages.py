@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import context
-from pipeline.report import collect
-from pipeline import stages
+from pipeline import context, stages
 from pipeline.config import load_config
-from pipeline.data.store import MaskStore
+from pipeline.data.store import MaskStore, PairStore
+from pipeline.report import collect
 from pipeline.io import read_json
 
 FAST = ["data.demo_images=20", "data.demo_size=64", "data.n_train=10", "data.n_val=4", "data.n_test=4",
@@ -80,3 +79,35 @@ def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
     merged = read_json(ctx.run_dir / "quality.json")
     assert "details" not in merged and merged["realism_c2st_accuracy"] == q["realism_c2st_accuracy"]
     assert (ctx.run_dir / "style_grid.png").is_file()
+
+
+def test_new_sources_and_methods_run_through_the_registries_and_the_filter_stage(tmp_path):
+    """realmask masks, object copy-paste on them, Simple Copy-Paste (no masks), then the filter
+    stage judged by a real-only arm: every stage cached on a second call."""
+    cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "runtime.progress=false",
+                                "masks.sources={realmask: 1.0}", "filtering.keep_fraction=0.5"])
+    ctx = context.prepare(cfg, run_id="r")
+    masks, _, _ = stages.stage_masks(ctx, "realmask", None, 8, 10)
+    assert set(MaskStore(masks).manifest.source) == {"realmask"} and len(MaskStore(masks)) == 8
+    assert stages.stage_masks(ctx, "realmask", None, 8, 10)[2]
+
+    cp = ctx.with_synthesis("copypaste")
+    bank, _, _ = stages.stage_train_generator(cp, 10)
+    cp_pairs, _, _ = stages.stage_generate(cp, bank, masks)
+    assert set(PairStore(cp_pairs).manifest.generator) == {"copypaste"}
+
+    scp = ctx.with_synthesis("simple_copypaste")
+    prepared, _, _ = stages.stage_train_generator(scp, 10)
+    scp_pairs, _, cached = stages.stage_generate(scp, prepared, None)
+    store = PairStore(scp_pairs)
+    assert not cached and len(store) == cfg.generation.count and set(store.manifest.generator) == {"simple_copypaste"}
+    assert stages.stage_generate(scp, prepared, None)[2]
+    assert stages.generation_key(scp, prepared, None) != stages.generation_key(cp, prepared, None)
+
+    judge, _, _ = stages.stage_seg_arm(ctx, "real_only", 0, 10, [])
+    kept, _, cached = stages.stage_filter(cp, cp_pairs, judge)
+    summary = read_json(kept / "filtering.json")
+    assert not cached and len(PairStore(kept)) == round(0.5 * len(PairStore(cp_pairs)))
+    assert summary["kept"] == len(PairStore(kept))
+    assert (kept.parent / "scores.parquet").is_file()
+    assert stages.stage_filter(cp, cp_pairs, judge)[2]

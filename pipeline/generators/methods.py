@@ -12,8 +12,11 @@ The methods:
 
 * ``spade``, ``ugatit``  trained mask-to-image generators (the architectures are in
   :data:`pipeline.generators.registry.GENERATORS`, one folder each);
-* ``copypaste``          no training: real objects' pixels pasted onto the synthetic masks over
-  real backgrounds (generators/copypaste.py), the cheap alternative a GAN has to beat.
+* ``copypaste``          no training: real objects, cut by their own masks, pasted where the
+  synthetic masks put objects, over real backgrounds (generators/copypaste.py);
+* ``simple_copypaste``   no training and no synthetic masks: the objects of one real pair pasted
+  into another at a large scale jitter (Ghiasi et al. 2021; generators/simple_copypaste.py), the
+  cheap alternative a user would try first.
 
 Adding a method = its module plus ``prepare`` / ``generate`` functions here and one
 :data:`SYNTHESIS_METHODS` line. This module imports nothing heavy, so the config can validate names.
@@ -34,6 +37,7 @@ class SynthesisMethod:
     prepare: Callable[[Any, Path, int], None]  # (ctx, out_dir, n_real)
     generate: Callable[[Any, Path, Path, Path], None]  # (ctx, prepared_dir, mask_dir, out_dir)
     trained: bool  # a neural generator: style grid, generator losses, realism over training
+    uses_masks: bool = True  # fills synthetic masks; False: makes its own layouts from the real pairs
 
 
 def _train(ctx, out_dir: Path, n_real: int) -> None:
@@ -64,6 +68,23 @@ def _copypaste(ctx, prepared: Path, mask_dir: Path, out_dir: Path) -> None:
                              progress=ctx.cfg.runtime.progress)
 
 
+def _simple_copypaste(ctx, prepared: Path, mask_dir: Path | None, out_dir: Path) -> None:
+    from .simple_copypaste import generate_simple_copypaste_pairs
+
+    n_real = int(prepared.joinpath("n_real.txt").read_text()) if prepared.joinpath("n_real.txt").is_file() else None
+    g = ctx.cfg.generation
+    generate_simple_copypaste_pairs(ctx.real_train_pairs(n_real), out_dir, g, size=ctx.cfg.masks.size, count=g.count,
+                                    seed=g.seed, min_area=ctx.cfg.shape_bank.min_area,
+                                    progress=ctx.cfg.runtime.progress)
+
+
+def _remember_n_real(ctx, out_dir: Path, n_real: int) -> None:
+    """Simple Copy-Paste learns nothing: the folder records which real pairs generation may use."""
+    from ..io import write_text
+
+    write_text(out_dir / "n_real.txt", str(n_real))
+
+
 SYNTHESIS_METHODS: dict[str, SynthesisMethod] = {
     m.name: m
     for m in [
@@ -71,5 +92,7 @@ SYNTHESIS_METHODS: dict[str, SynthesisMethod] = {
         SynthesisMethod("ugatit", "U-GAT-IT generator (Kim et al. 2020)", _train, _generate, trained=True),
         SynthesisMethod("copypaste", "real objects pasted onto the synthetic masks", _copypaste_bank, _copypaste,
                         trained=False),
+        SynthesisMethod("simple_copypaste", "objects of one real pair pasted into another (Ghiasi et al. 2021)",
+                        _remember_n_real, _simple_copypaste, trained=False, uses_masks=False),
     ]
 }

@@ -68,12 +68,18 @@ def register(app: typer.Typer) -> None:
         n_train: int = typer.Option(None, help="real training masks to use (default: data.n_train)"),
         shard_size: int = typer.Option(500, help="masks per shard (the unit of resume)"),
         stats: bool = typer.Option(False, "--stats", help="also write real-vs-synthetic statistics and plots"),
+        source: str = typer.Option("placement", help="placement (shape-bank shapes on empty canvases) or realmask "
+                                                     "(the training masks, augmented)"),
         overrides: list[str] | None = typer.Argument(None, help="section.key=value config overrides"),
         legacy: list[str] | None = LEGACY_OVERRIDE,
     ) -> None:
-        """Random-placement masks from the training split's shape bank, as a resumable MaskStore."""
+        """Synthetic masks from the training split (random placement of its shapes, or its own masks
+        augmented), as a resumable MaskStore."""
         from .placement import check_store_settings, store_settings, write_placement_masks
         from .shape_bank import build_shape_bank
+
+        if source not in ("placement", "realmask"):
+            fail(f"--source {source}: this command makes placement or realmask masks (the run makes the others)")
 
         cfg = _config(config, overrides, legacy, n_train)
         updates = {k: v for k, v in {"count": count, "size": size, "seed": seed, "workers": workers}.items() if v is not None}
@@ -81,6 +87,16 @@ def register(app: typer.Typer) -> None:
         type(mcfg).model_validate(mcfg.model_dump())  # re-check the command-line values
         stems, real = _validated_training_masks(set_dir, cfg)
         bank = build_shape_bank(real, cfg.shape_bank, stems)
+        if source == "realmask":
+            from .realmask import write_realmask_masks
+
+            store = write_realmask_masks(real, out, mcfg, mcfg.count, mcfg.seed, bank.min_area, shard_size=shard_size,
+                                         progress=cfg.runtime.progress)
+            typer.echo(f"realmask masks: {len(store)} masks of {mcfg.size}x{mcfg.size} -> {out}")
+            if stats:
+                paths = write_stats_report(real, store, mcfg.size, out / "stats", min_area=bank.min_area)
+                typer.echo(f"statistics: {paths['table']}, {paths['plot']}, {paths['grid']}")
+            return
         # refuse a folder of other masks before anything in it is replaced (its shape bank included)
         check_store_settings(out, store_settings(bank, mcfg, mcfg.count, mcfg.seed, shard_size))
         bank.save(out / "shape_bank")

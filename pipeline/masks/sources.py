@@ -6,7 +6,9 @@ a MaskStore, from what the ``n_real`` real training pairs of a study point show:
 
 * ``placement``  shapes from the shape bank, dropped onto empty canvases (masks/placement.py);
 * ``segmodel``   a segmentation model's predictions on unlabeled images (segmentation/segmodel_masks.py);
-* ``progan``     a ProgressiveGAN trained on the training masks (masks/progan.py).
+* ``progan``     a ProgressiveGAN trained on the training masks (masks/progan.py);
+* ``realmask``   the real training masks themselves, flipped, rotated, rescaled, warped, cropped
+                 and tiled (masks/realmask.py): layouts with the real density and touching.
 
 Adding a source = its module plus a ``write`` function here and one :data:`MASK_SOURCES` line;
 the stage (pipeline/stages.py ``stage_masks``) caches it under a key derived from the config
@@ -74,6 +76,15 @@ def _progan(ctx, out_dir: Path, bank_dir: Path, count: int, n_real: int) -> Path
     return out_dir / "masks"
 
 
+def _realmask(ctx, out_dir: Path, bank_dir: Path, count: int, n_real: int) -> Path:
+    from .realmask import write_realmask_masks
+
+    m = ctx.cfg.masks
+    write_realmask_masks([mk for _, mk in ctx.real_train_pairs(n_real)], out_dir, m, count=count, seed=m.seed,
+                         min_area=ctx.cfg.shape_bank.min_area, progress=ctx.cfg.runtime.progress)
+    return out_dir
+
+
 MASK_SOURCES: dict[str, MaskSource] = {
     s.name: s
     for s in [
@@ -81,5 +92,6 @@ MASK_SOURCES: dict[str, MaskSource] = {
         MaskSource("segmodel", "a segmentation model's masks on unlabeled images", _segmodel,
                    ("segmentation", "evaluation"), store_subdir="masks"),
         MaskSource("progan", "masks drawn by a ProgressiveGAN", _progan, ("shape_bank",), store_subdir="masks"),
+        MaskSource("realmask", "the real training masks, augmented", _realmask, ("shape_bank",)),
     ]
 }
