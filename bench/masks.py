@@ -36,12 +36,16 @@ def main() -> None:
     args = ap.parse_args()
 
     import cv2
-    import numpy as np
 
     cv2.setNumThreads(1)
     from pipeline.config import load_config
     from pipeline.data.store import shard_ranges
-    from pipeline.masks.placement import PlacementSampler, _draw_count_in_worker, worker_pool, write_placement_masks
+    from pipeline.masks.placement import (
+        PlacementSampler,
+        _draw_count_in_worker,
+        worker_pool,
+        write_placement_masks,
+    )
     from pipeline.masks.shape_bank import build_shape_bank, training_masks
 
     cfg = load_config(args.config)

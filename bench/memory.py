@@ -35,8 +35,7 @@ def phase(name: str, set_dir: str, generator: str, work: str, count: int, steps:
     work = Path(work)
     t0 = time.perf_counter()
     if name == "masks":
-        from pipeline import context
-        from pipeline import stages
+        from pipeline import context, stages
         from pipeline.masks.placement import write_placement_masks
         from pipeline.masks.shape_bank import ShapeBank
 

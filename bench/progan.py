@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import context  # noqa: E402
-from pipeline import stages  # noqa: E402
+from pipeline import context, stages  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.data.store import MaskStore  # noqa: E402
 from pipeline.io import write_text  # noqa: E402

@@ -33,7 +33,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import context  # noqa: E402
-from pipeline import stages  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluation.metrics import evaluate_instances  # noqa: E402
 from pipeline.segmentation.dataset import RealPairsDataset  # noqa: E402

@@ -279,8 +279,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_sources(self) -> Config:
-        from .masks.sources import MASK_SOURCES  # light registries: they import nothing heavy
         from .generators.methods import SYNTHESIS_METHODS
+        from .masks.sources import MASK_SOURCES  # light registries: they import nothing heavy
 
         if self.generator.model not in SYNTHESIS_METHODS:
             raise ValueError(f"generator.model: unknown synthesis method {self.generator.model!r}; "

@@ -95,8 +95,8 @@ def check_set(cfg: Config) -> list[str]:
     """Every problem that would stop a run of the set, one line per file (``path: problem``), the
     same lines as ``synth-pretrain validate``; empty when the set can run. A plain function, so the
     flow checks a set once, before anything is written, and never retries an input error."""
-    from .errors import InputError
     from .data.labeled_set import validate_set
+    from .errors import InputError
 
     try:
         set_dir = resolve_set_dir(cfg)

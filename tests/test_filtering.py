@@ -27,7 +27,11 @@ from pipeline.quality.filtering import (
     score_pairs,
 )
 from pipeline.segmentation.targets import make_target
-from pipeline.segmentation.training import load_segmentation_model, predict_probabilities, predict_with_probabilities
+from pipeline.segmentation.training import (
+    load_segmentation_model,
+    predict_probabilities,
+    predict_with_probabilities,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import context
-from pipeline.report import collect
-from pipeline import stages
+from pipeline import context, stages
 from pipeline.config import load_config
 from pipeline.io import load_torch
+from pipeline.report import collect
 
 TINY_GEN = ["generator.steps=3", "generator.checkpoint_every=2", "generator.sample_every=3", "runtime.progress=false"]
 

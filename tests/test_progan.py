@@ -11,7 +11,14 @@ from fixtures.seg_data import blob_pair
 from pipeline.data.images import InputError
 from pipeline.data.store import MaskStore
 from pipeline.io import load_torch
-from pipeline.masks.progan import Z_DIM, ProDiscriminator, ProGenerator, sample_progan_masks, schedule, train_progan
+from pipeline.masks.progan import (
+    Z_DIM,
+    ProDiscriminator,
+    ProGenerator,
+    sample_progan_masks,
+    schedule,
+    train_progan,
+)
 
 torch.set_num_threads(1)
 
@@ -57,8 +64,7 @@ def test_train_resume_and_sample(tmp_path):
 
 
 def test_progan_stage_writes_a_mask_store(tmp_path):
-    from pipeline import context
-    from pipeline import stages
+    from pipeline import context, stages
     from pipeline.config import load_config
 
     cfg = load_config("smoke", ["data.demo_images=20", "data.demo_size=64", "data.n_train=10", "data.n_val=4",

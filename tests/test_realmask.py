@@ -9,7 +9,6 @@ import pytest
 from skimage.measure import label as connected_pieces
 
 from pipeline.config import MasksConfig, ShapeBankConfig
-from pipeline.data.store import MaskStore
 from pipeline.errors import InputError
 from pipeline.masks.placement import generate_placement_masks
 from pipeline.masks.realmask import draw_realmask, generate_realmask_masks, write_realmask_masks

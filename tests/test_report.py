@@ -104,10 +104,9 @@ def test_report_shows_generator_losses_and_sample_snapshots(run_dir):
 def test_a_run_with_only_the_real_only_arm_gets_its_overlays(tmp_path):
     """A run of `segmentation.arms=[real_only]`: no verdict to give, but the report (and its
     best / worst overlays, which once had no panel to show) is still written."""
-    from pipeline import context
-    from pipeline.report import collect
-    from pipeline import stages
+    from pipeline import context, stages
     from pipeline.config import load_config
+    from pipeline.report import collect
 
     cfg = load_config("smoke", [f"runtime.runs_dir={tmp_path}", "data.demo_images=12", "data.n_train=4", "data.n_val=2",
                                 "data.n_test=2", "data.demo_size=64", "segmentation.encoder=tu-mobilenetv3_small_050",

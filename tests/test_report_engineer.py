@@ -15,12 +15,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline import context
-from pipeline.report import collect
-from pipeline import stages
+from pipeline import context, stages
 from pipeline.cli import app
 from pipeline.config import Config, load_config
 from pipeline.io import read_json, write_json, write_text
+from pipeline.report import collect
 from pipeline.report.build import build_report
 from pipeline.report.runs import find_runs, latest_of, update_latest
 from pipeline.report.sizes import object_diameters, pooled_by_size, size_bin_counts, size_edges

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixtures.seg_data import FAST_ENCODER, touching_squares
 
 from pipeline.data.images import InputError
 from pipeline.io import save_torch
 from pipeline.segmentation.models import create_model
 from pipeline.segmentation.postprocess import instances_from_probs
 from pipeline.segmentation.targets import make_target, n_target_channels
-
-from fixtures.seg_data import FAST_ENCODER, touching_squares
 
 
 @pytest.mark.parametrize("arch", ["Unet", "Linknet"])

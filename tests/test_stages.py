@@ -7,8 +7,8 @@ import numpy as np
 from pipeline import context, stages
 from pipeline.config import load_config
 from pipeline.data.store import MaskStore, PairStore
-from pipeline.report import collect
 from pipeline.io import read_json
+from pipeline.report import collect
 
 FAST = ["data.demo_images=20", "data.demo_size=64", "data.n_train=10", "data.n_val=4", "data.n_test=4",
         "masks.count=8", "masks.size=64", "segmentation.max_steps=2", "segmentation.pretrain_max_steps=2",

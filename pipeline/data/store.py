@@ -22,10 +22,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import write_npz, write_parquet, write_png
+from ..errors import InputError
+from ..io import read_json, write_npz, write_parquet, write_png
 from .images import decode, to_internal_image
 
 _PIECE = re.compile(r"^shard_(\d{5})\.parquet$")
+
+
+def check_store_settings(out_dir: str | Path, settings: dict, settings_file: str, what: str = "masks") -> None:
+    """Reuse finished shards only when they were made with these very settings (recorded in
+    ``out_dir/settings_file`` by the writer).
+
+    Shards are the unit of resume, so a folder written with another count, size, seed or source
+    would otherwise be passed off as the requested data (ask for 4 of 64x64, get the 3 of 32x32
+    already there). A mismatch is a one-line error: the folder is the user's, it is not deleted."""
+    out_dir = Path(out_dir)
+    path = out_dir / settings_file
+    has_shards = out_dir.is_dir() and any(out_dir.glob("shard_*.parquet"))
+    if path.is_file():
+        old = read_json(path)
+        diff = [f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v]
+        if diff and has_shards:
+            raise InputError(f"{out_dir}: holds {what} made with other settings ({', '.join(diff)}); "
+                             f"use another --out or delete that folder")
+    elif has_shards:
+        raise InputError(f"{out_dir}: holds {what} without a record of their settings ({settings_file}); "
+                         f"use another --out or delete that folder")
 
 
 def shard_name(k: int) -> str:

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from skimage.measure import label as connected_pieces
 
+from ..data.labelmaps import drop_small_and_renumber
+
 BLENDS = ("none", "feather", "poisson")
 # cv2.seamlessClone erodes its mask (measured with OpenCV 5.0: an object 1-2 px inside the mask's
 # edge vanished, 3 px inside lost half its contrast, 5 px inside was kept exactly): the mask is
@@ -41,15 +43,7 @@ def settle_labels(labels: np.ndarray, min_area: int) -> np.ndarray:
     Occlusion can cut an object in two; a segmenter predicts two objects there, so the target does
     too. Pieces are numbered in raster order, which makes the output independent of paste ids.
     """
-    pieces = connected_pieces(labels, background=0, connectivity=2).astype(np.int32)
-    n = int(pieces.max())
-    if n == 0:
-        return pieces
-    areas = np.bincount(pieces.ravel(), minlength=n + 1)
-    keep = np.flatnonzero(areas[1:] >= min_area) + 1
-    lut = np.zeros(n + 1, np.int32)
-    lut[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return lut[pieces]
+    return drop_small_and_renumber(connected_pieces(labels, background=0, connectivity=2).astype(np.int32), min_area)
 
 
 def random_window(image: np.ndarray, labels: np.ndarray, h: int, w: int, rng: np.random.Generator):

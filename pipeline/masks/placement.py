@@ -34,9 +34,11 @@ import cv2
 import numpy as np
 
 from ..config import MasksConfig
+from ..data.labelmaps import drop_small_and_renumber
 from ..data.store import MaskStore, shard_ranges
+from ..data.store import check_store_settings as store_check
 from ..errors import InputError
-from ..io import read_json, write_json
+from ..io import write_json
 from .shape_bank import ShapeBank
 
 log = logging.getLogger("synth_pretrain.masks")
@@ -197,7 +199,7 @@ class PlacementSampler:
                 break
         if self.overlap != "any" and min(areas[1:], default=self.min_area) >= self.min_area:
             return labels  # nothing was hidden and nothing is too small: labels are already 1..N
-        return _drop_small_and_relabel(labels, len(areas) - 1, self.min_area)
+        return drop_small_and_renumber(labels, self.min_area)
 
     def draw_range(self, seed: int, start: int, stop: int) -> list[np.ndarray]:
         return [self.draw(seed, i) for i in range(start, stop)]
@@ -223,16 +225,6 @@ def _shape_pools(bank: ShapeBank, k: int) -> tuple[list[np.ndarray], list[np.nda
         pools.append(pool)
         probs.append(w)
     return pools, probs
-
-
-def _drop_small_and_relabel(labels: np.ndarray, n: int, min_area: int) -> np.ndarray:
-    if n == 0:
-        return labels
-    areas = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = np.flatnonzero(areas[1:] >= min_area) + 1
-    lut = np.zeros(n + 1, np.int32)
-    lut[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return lut[labels]
 
 
 def generate_placement_masks(bank: ShapeBank, cfg: MasksConfig, seed: int, indices) -> list[np.ndarray]:
@@ -301,24 +293,7 @@ def store_settings(bank: ShapeBank, cfg: MasksConfig, count: int, seed: int, sha
 
 
 def check_store_settings(out_dir: str | Path, settings: dict) -> None:
-    """Reuse finished shards only when they were made with these very settings.
-
-    Shards are the unit of resume, so a folder written with another count, size, seed or bank
-    would otherwise be passed off as the requested masks (ask for 4 of 64x64, get the 3 of 32x32
-    already there). A mismatch is a one-line error: the folder is the user's, we do not delete it."""
-
-    out_dir = Path(out_dir)
-    path = out_dir / SETTINGS_FILE
-    has_shards = out_dir.is_dir() and any(out_dir.glob("shard_*.parquet"))
-    if path.is_file():
-        old = read_json(path)
-        diff = [f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v]
-        if diff and has_shards:
-            raise InputError(f"{out_dir}: holds masks made with other settings ({', '.join(diff)}); "
-                             f"use another --out or delete that folder")
-    elif has_shards:
-        raise InputError(f"{out_dir}: holds masks without a record of their settings ({SETTINGS_FILE}); "
-                         f"use another --out or delete that folder")
+    store_check(out_dir, settings, SETTINGS_FILE)
 
 
 def write_placement_masks(

@@ -34,9 +34,11 @@ import numpy as np
 from skimage.measure import label as connected_pieces
 
 from ..config import MasksConfig
+from ..data.labelmaps import renumber
 from ..data.store import MaskStore, shard_ranges
+from ..data.store import check_store_settings as store_check
 from ..errors import InputError
-from ..io import read_json, write_json
+from ..io import write_json
 
 SOURCE = "realmask"
 SETTINGS_FILE = "realmask.json"
@@ -120,11 +122,7 @@ def _drop_small_pieces_and_relabel(labels: np.ndarray, min_area: int) -> np.ndar
     too_small[0] = False
     if too_small.any():
         labels = np.where(too_small[pieces], 0, labels)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(labels.max(initial=0)) + 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    return lut[labels]
+    return renumber(labels)
 
 
 def _draw(
@@ -196,22 +194,7 @@ def store_settings(
 
 
 def check_store_settings(out_dir: str | Path, settings: dict) -> None:
-    """Reuse finished shards only when they were made with these very settings (shards are the unit
-    of resume: a folder of other masks would be passed off as the requested ones). A mismatch is a
-    one-line error; the folder is the user's, it is not deleted."""
-    out_dir = Path(out_dir)
-    path = out_dir / SETTINGS_FILE
-    has_shards = out_dir.is_dir() and any(out_dir.glob("shard_*.parquet"))
-    if path.is_file():
-        old = read_json(path)
-        diff = [f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v]
-        if diff and has_shards:
-            raise InputError(f"{out_dir}: holds realmask masks made with other settings ({', '.join(diff)}); "
-                             f"use another output folder or delete that one")
-    elif has_shards:
-        raise InputError(f"{out_dir}: holds masks without a record of their realmask settings "
-                         f"({SETTINGS_FILE}); "
-                         f"use another output folder or delete that one")
+    store_check(out_dir, settings, SETTINGS_FILE, "realmask masks")
 
 
 def write_realmask_masks(

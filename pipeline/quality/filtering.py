@@ -44,7 +44,13 @@ from ..hashing import json_hash
 from ..io import read_json, write_json
 from ..segmentation.postprocess import instances_for_config
 from ..segmentation.targets import make_target
-from ..segmentation.training import TILE, is_channels_last, load_segmentation_model, normalize, predict_probabilities
+from ..segmentation.training import (
+    TILE,
+    is_channels_last,
+    load_segmentation_model,
+    normalize,
+    predict_probabilities,
+)
 
 SUMMARY_FILE, PLAN_FILE = "filtering.json", "filter_plan.json"
 # Probabilities are clipped here before the log, so one saturated wrong pixel adds at most

@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 from ..io import read_json, write_text  # noqa: E402
 from ..run_layout import stage_path  # noqa: E402
 
+
 def arm_label(arm: str) -> str:
     """Readable arm name: ``pretrained:spade`` -> 'spade pairs: synthetic pretraining, then real fine-tuning'."""
     from ..segmentation.arms import ARMS

@@ -25,9 +25,9 @@ def register(app: typer.Typer) -> None:
         """Train and evaluate one arm (the same splits, plateau rule, post-processing tuning and test
         evaluation as the flow); writes OUT/config.yaml, splits.json and OUT/<arm>/metrics.json."""
         from ..config import load_config
+        from ..context import prepare
         from ..data.images import InputError
         from ..io import read_json
-        from ..context import prepare
         from .arms import ARMS, run_arm
 
         if arm not in ARMS:
