@@ -179,6 +179,9 @@ class SegmentationConfig(Section):
     lr_drops: int = Field(1, ge=0)  # plateaus met by lowering the learning rate before stopping
     lr_drop_factor: float = Field(0.2, gt=0.0, le=1.0)
     warmup_steps: int = Field(50, ge=0)
+    # decay of the weight average that is validated, selected and saved (training.py says why);
+    # 0.99 averages over roughly the last 100 steps, two evaluations at the default cadence. 0 = raw weights
+    ema: float = Field(0.99, ge=0.0, lt=1.0)
     # joint arm: real samples per batch stay `batch_size`; synthetic ones come on top so that real
     # ones make up this fraction of each batch (0.5: as many synthetic as real)
     joint_real_fraction: float = Field(0.5, gt=0.0, lt=1.0)

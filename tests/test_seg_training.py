@@ -202,3 +202,29 @@ def test_cli_train_and_evaluate(tmp_path):
     res = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--set",
                               str(tmp_path / "set"), "--out", str(tmp_path / "e"), "--config", "smoke"])
     assert res.exit_code != 0 and "checkpoint not found" in res.output
+
+
+def test_weight_average_follows_the_trend_and_copies_integer_buffers():
+    import torch
+    from torch import nn
+
+    from pipeline.segmentation.training import WeightAverage
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    avg = WeightAverage(net, decay=0.9)
+    start = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].running_mean.fill_(2.0)
+        net[1].num_batches_tracked.fill_(7)
+    avg.update(net)  # first update: decay min(0.9, 1/10) = 0.1
+    assert torch.allclose(avg.model[0].weight, 0.1 * start + 0.9 * (start + 1.0))
+    assert torch.allclose(avg.model[1].running_mean, torch.full((2,), 0.9 * 2.0))
+    assert int(avg.model[1].num_batches_tracked) == 7
+    for _ in range(200):
+        avg.update(net)
+    assert torch.allclose(avg.model[0].weight, net[0].weight, atol=1e-6)
+    assert not avg.model.training and not any(p.requires_grad for p in avg.model.parameters())
+    again = WeightAverage(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), decay=0.9)
+    again.load(avg.state())
+    assert again.updates == avg.updates and torch.equal(again.model[0].weight, avg.model[0].weight)
