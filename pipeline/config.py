@@ -175,6 +175,9 @@ class SegmentationConfig(Section):
     eval_every: int = Field(100, ge=1)  # the same cadence in every arm and phase
     patience: int = Field(5, ge=0)  # evaluations without improvement before a drop / the stop; 0 = run to the cap
     min_delta: float = Field(0.005, ge=0.0)  # an improvement is at least this much validation F1
+    # ... or a validation loss at least this fraction below its last improvement (training.py: object
+    # F1 can stall for a thousand steps while the model is still learning). 0 = F1 only
+    min_loss_delta: float = Field(0.02, ge=0.0, lt=1.0)
     min_steps: int = Field(500, ge=0)  # never stop before this (F1 sits at 0 while a model starts)
     lr_drops: int = Field(1, ge=0)  # plateaus met by lowering the learning rate before stopping
     lr_drop_factor: float = Field(0.2, gt=0.0, le=1.0)

@@ -31,6 +31,19 @@ def test_plateau_drops_the_rate_then_stops_and_never_before_min_steps():
     off = Plateau(patience=0, min_delta=0.0, min_steps=0, lr_drops=0)
     assert not any(off.update(s, 0.0) for s in range(1, 50))  # patience 0: the cap decides
     assert not Plateau(1, 0.0, 0, 0).update(10, math.nan)  # no validation images: never on patience
+    # a falling validation loss keeps a stalled F1 going (EMPS: F1 flat for 1,000 steps, then +0.2)
+    slow = Plateau(patience=2, min_delta=0.01, min_steps=0, lr_drops=0, min_loss_delta=0.02)
+    f1s, losses = [0.2, 0.2, 0.2, 0.2, 0.2, 0.2], [1.0, 0.97, 0.95, 0.94, 0.935, 0.934]
+    # 1.0 -> 0.97 -> 0.95 are drops of at least 2 %; 0.94 and 0.935 are not (0.95 * 0.98 = 0.931)
+    assert [slow.update(100 * (i + 1), f, x) for i, (f, x) in enumerate(zip(f1s, losses))][:5] == [
+        False, False, False, False, True]
+    assert slow.loss_reference == pytest.approx(0.95)
+    f1_only = Plateau(patience=2, min_delta=0.01, min_steps=0, lr_drops=0, min_loss_delta=0.0)
+    assert [f1_only.update(100 * (i + 1), f, x) for i, (f, x) in enumerate(zip(f1s, losses))][:3] == [
+        False, False, True]
+    restored = Plateau(patience=2, min_delta=0.01, min_steps=0, lr_drops=0, min_loss_delta=0.02)
+    restored.load(slow.state())
+    assert restored.state() == slow.state()
     assert learning_rate(1e-3, 0, 10, 0, 0.2) == pytest.approx(1e-4)
     assert learning_rate(1e-3, 50, 10, 1, 0.2) == pytest.approx(2e-4)
 

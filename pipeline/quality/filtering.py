@@ -43,7 +43,7 @@ from ..evaluation.matching import match_instances
 from ..hashing import json_hash
 from ..io import read_json, write_json
 from ..segmentation.postprocess import instances_for_config
-from ..segmentation.targets import make_target
+from ..segmentation.targets import make_target, pixel_bce
 from ..segmentation.training import (
     TILE,
     is_channels_last,
@@ -53,9 +53,6 @@ from ..segmentation.training import (
 )
 
 SUMMARY_FILE, PLAN_FILE = "filtering.json", "filter_plan.json"
-# Probabilities are clipped here before the log, so one saturated wrong pixel adds at most
-# -log(1e-6) ~ 13.8 to the sum instead of infinity (bf16/fp32 sigmoids do reach exactly 0 and 1).
-_PROB_EPS = 1e-6
 _POSTPROCESS_KEYS = ("fg_threshold", "boundary_threshold", "min_object_area")
 # Columns of the source manifest that describe where a pair's file lies in *that* store; the
 # filtered store writes its own, and keeps the source's index as ``source_index``.
@@ -85,14 +82,6 @@ def layout_indicators(mask: np.ndarray) -> dict:
         "objects_per_kpx": 1000.0 * n / max(1, mask.size),
         "touching_fraction": len(touching) / n if n else 0.0,
     }
-
-
-def pixel_bce(probs: np.ndarray, target: np.ndarray) -> float:
-    """Mean binary cross-entropy over pixels and target channels (the BCE half of the training loss;
-    the Dice half is a whole-batch quantity with no per-pixel meaning)."""
-    p = np.clip(np.asarray(probs, np.float64), _PROB_EPS, 1.0 - _PROB_EPS)
-    t = np.asarray(target, np.float64)
-    return float(np.mean(-(t * np.log(p) + (1.0 - t) * np.log1p(-p))))
 
 
 def _batchable(shape: tuple[int, ...]) -> bool:

@@ -40,3 +40,13 @@ def make_target(mask: np.ndarray, kind: str) -> np.ndarray:
         return np.stack([fg & ~edge, edge]).astype(np.float32)
     n_target_channels(kind)  # raises for an unknown kind
     raise AssertionError("unreachable")
+
+
+def pixel_bce(probs: np.ndarray, target: np.ndarray, eps: float = 1e-6) -> float:
+    """Mean binary cross-entropy over pixels and target channels of probabilities against a
+    target (the BCE half of the training loss; the Dice half is a whole-batch quantity with no
+    per-pixel meaning). Probabilities are clipped to [eps, 1 - eps], so one saturated wrong pixel
+    adds at most -log(eps) instead of infinity (bf16/fp32 sigmoids do reach exactly 0 and 1)."""
+    p = np.clip(np.asarray(probs, np.float64), eps, 1.0 - eps)
+    t = np.asarray(target, np.float64)
+    return float(np.mean(-(t * np.log(p) + (1.0 - t) * np.log1p(-p))))
