@@ -190,7 +190,8 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "stage_masks", stub("masks", lambda *a: out))
     monkeypatch.setattr(stages, "stage_train_generator", stub("generator", lambda *a: out))
     monkeypatch.setattr(stages, "stage_generate", stub("generate", lambda *a: out))
-    monkeypatch.setattr(stages, "stage_seg_arm", stub("arm", lambda ctx, arm, seed, n_real, _: out / f"{arm}{seed}n{n_real}"))
+    monkeypatch.setattr(stages, "stage_seg_arm",
+                        stub("arm", lambda ctx, arm, seed, n_real, _: out / f"{arm}{seed}n{n_real}"))
     monkeypatch.setattr(context, "record", lambda *a: None)
     monkeypatch.setattr(collect, "write_samples", lambda *a: None)
     monkeypatch.setattr(collect, "reference_segmenter", lambda *a: None)

@@ -133,7 +133,8 @@ def judge_checkpoint(arm_dir: Path) -> tuple[Path, dict]:
 
     arm_dir = Path(arm_dir)
     if not (arm_dir / "metrics.json").is_file():
-        raise InputError(f"{arm_dir}: not a finished segmentation arm (no metrics.json); the judge is a real-only arm folder")
+        raise InputError(f"{arm_dir}: not a finished segmentation arm (no metrics.json); "
+                         "the judge is a real-only arm folder")
     metrics = read_json(arm_dir / "metrics.json")
     recorded = Path(str(metrics.get("checkpoint", "")))
     for ckpt in (recorded, arm_dir / recorded.parent.name / recorded.name):

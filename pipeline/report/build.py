@@ -444,7 +444,8 @@ def _generator_stop(training: dict) -> str | None:
     run, cap = training.get("steps_run"), training.get("max_steps")
     if training.get("best_step") is None:
         return f"{run} of {cap} steps (no judge: a fixed number of steps); final.pt holds the last EMA weights."
-    why = "at its fidelity plateau" if training.get("stop_reason") == "patience" else "<b>at the cap</b> (still improving or patience 0)"
+    why = ("at its fidelity plateau" if training.get("stop_reason") == "patience"
+           else "<b>at the cap</b> (still improving, or patience 0)")
     minutes = f", {training['time_s'] / 60:.1f} min" if training.get("time_s") is not None else ""
     return (f"{run} of {cap} steps{minutes}, stopped {why}; final.pt holds the EMA weights of step "
             f"{training['best_step']} (fidelity F1 {training['best_fidelity_f1']:.3f}).")
