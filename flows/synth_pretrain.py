@@ -3,7 +3,8 @@
 Reads like the pipeline's table of contents:
 
     validate -> for each n_real: shape bank -> masks (placement / segmentation-model / ProgressiveGAN)
-    -> for each synthesis method: train generator -> generate pairs
+    -> [generator plateau on: the judge, real_only at the lowest seed]
+    -> for each synthesis method: train generator (to the judge's fidelity plateau) -> generate pairs
     -> segmentation arms (real_only once; pretrained, joint per method) x seeds, each to its plateau
     -> synthetic-data quality -> verdict -> report
 
@@ -143,11 +144,12 @@ def masks_task(ctx, source: str, bank_dir: Path, count: int, n_real: int):
 
 
 @task(name="train-generator", task_run_name="train-generator-{ctx.cfg.generator.model}", **TASK, **RESUMABLE)
-def generator_task(ctx, n_real: int):
+def generator_task(ctx, n_real: int, judge_arm_dir: Path | None = None):
     _stage_setup(ctx.cfg)
     with _progress_artifact(f"{ctx.cfg.generator.model} generator for {ctx.set_name} (n_real {n_real}): "
-                            "training steps"):
-        return stages.stage_train_generator(ctx, n_real)
+                            "training steps out of the cap" + (" (it usually stops earlier, at its fidelity plateau)"
+                                                                if judge_arm_dir is not None else "")):
+        return stages.stage_train_generator(ctx, n_real, judge_arm_dir)
 
 
 @task(name="generate", **TASK, **RESUMABLE)
@@ -258,13 +260,22 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     # every synthesis first, then the arms: generator training never shares the cores with an arm
     pairs: dict[tuple[int, str], list[Path]] = {}
     quality_inputs = {}
+    judged = cfg.generator.patience > 0 and any(SYNTHESIS_METHODS[m].trained for m in methods)
     for n_real in sorted(seg.n_real) if synth_arms else []:
         bank_dir = _record(ctx, "shape bank", shape_bank_task(ctx, n_real))
         mask_futs = {src: masks_task.submit(ctx, src, bank_dir, n, n_real) for src, n in counts.items()}
         mask_dirs = [_record(ctx, f"masks ({src})", f.result()) for src, f in mask_futs.items()]
+        judge = None
+        if judged:
+            # trained generators stop at a fidelity plateau judged by the real-only model at the lowest
+            # seed (the filter judge too; cached for the arms below). Called, not submitted: it runs
+            # after the masks and before generator training, beside neither
+            judge = _record(ctx, "generator judge (real_only)",
+                            seg_arm_task(ctx, REFERENCE_ARM, min(seg.seeds), n_real, []))
         for method in methods:  # one after another: generator training uses every core
             mctx = ctx.with_synthesis(method)
-            gen_dir = _record(ctx, f"train generator ({method})", generator_task(mctx, n_real))
+            method_judge = judge if SYNTHESIS_METHODS[method].trained else None
+            gen_dir = _record(ctx, f"train generator ({method})", generator_task(mctx, n_real, method_judge))
             inputs = mask_dirs if SYNTHESIS_METHODS[method].uses_masks else [None]
             gen_futs = generate_task.map(mctx, gen_dir, inputs)
             pairs[n_real, method] = [_record(ctx, f"generate pairs ({method})", f.result()) for f in gen_futs]

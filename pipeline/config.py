@@ -103,11 +103,13 @@ class GeneratorConfig(Section):
     image_size: int = Field(128, ge=16)
     channels: int = Field(32, ge=4)  # base width; 64 is the paper-sized GPU setting
     batch_size: int = Field(4, ge=1)
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(1500, ge=1)  # the cap: with a judge and patience > 0 training stops at its plateau first
     lr_g: float = Field(1e-4, gt=0)
     lr_d: float = Field(4e-4, gt=0)  # two-timescale update rule
-    beta1: float = 0.0
-    beta2: float = 0.999
+    # Adam betas; None = the architecture's paper value (SPADE (0, 0.9), U-GAT-IT (0.5, 0.999);
+    # GeneratorModel.adam_betas)
+    beta1: float | None = Field(None, ge=0.0, lt=1.0)
+    beta2: float | None = Field(None, ge=0.0, lt=1.0)
     ema: float = Field(0.999, ge=0.0, lt=1.0)
     diffaug: str = "color,translation,cutout"  # empty string disables
     use_vae: bool = False
@@ -125,6 +127,17 @@ class GeneratorConfig(Section):
     nan_retries: int = Field(3, ge=0)
     amp: bool = True  # bf16 autocast on CUDA only
     seed: int = 0
+    # --- the fidelity plateau (docs/generators.md, "Training to a plateau"): with a judge (the
+    # real-only arm of the same n_real), every eval_every steps the EMA generator draws eval_layouts
+    # held-out layouts (crops of the real validation masks) and the judge's object F1 against them
+    # is the score; the best EMA weights become final.pt. Training stops after `patience`
+    # evaluations without a min_delta gain, never before min_steps; `steps` stays the cap.
+    # patience 0 = run to `steps` (without a judge training always runs to `steps`).
+    eval_every: int = Field(100, ge=1)
+    patience: int = Field(0, ge=0)
+    min_delta: float = Field(0.01, ge=0.0)
+    min_steps: int = Field(0, ge=0)
+    eval_layouts: int = Field(32, ge=1)
 
 
 class GenerationConfig(Section):

@@ -6,6 +6,7 @@ one resumed). Each returns ``(output folder, seconds spent in this call, cached?
     shape bank      the shapes of the n_real real training masks           stage_shape_bank
     masks           synthetic instance masks, per mask source              stage_masks
     generator       a trained generator or a bank, per synthesis method     stage_train_generator
+                    (trained ones judged by a real-only arm, to a plateau)
     synthetic       (mask, image) pairs, per method and mask source         stage_generate
     filtered        the pairs a real-only segmenter agrees with (optional)  stage_filter
     seg_<arm>       one arm x seed x n_real, trained to its plateau         stage_seg_arm
@@ -92,21 +93,47 @@ def stage_masks(ctx: SetContext, source: str, bank_dir: Path | None, count: int,
 # synthesis: prepare (train a generator / build a bank), then generate pairs
 
 
-def generator_key(ctx: SetContext, n_real: int | None = None) -> str:
+# generator options that only matter when a judge scores the training (the fidelity plateau)
+GENERATOR_JUDGE_FIELDS = ("eval_every", "patience", "min_delta", "min_steps", "eval_layouts")
+
+
+def _judge_for(ctx: SetContext, judge_arm_dir: Path | None) -> Path | None:
+    """The judge a method uses: only trained generators stop at a fidelity plateau."""
+    from .generators.methods import SYNTHESIS_METHODS
+
+    return judge_arm_dir if judge_arm_dir is not None and SYNTHESIS_METHODS[ctx.cfg.generator.model].trained else None
+
+
+def generator_key(ctx: SetContext, n_real: int | None = None, judge_arm_dir: Path | None = None) -> str:
     from .generators.methods import SYNTHESIS_METHODS
 
     method = SYNTHESIS_METHODS[ctx.cfg.generator.model]
-    g = _section(ctx.cfg.generator, drop=("checkpoint_every", "sample_every"))
-    return make_key("generator", ctx.set_hash, ctx.real_train_stems(n_real), g, _section(ctx.cfg.shape_bank),
-                    code_hash(method.prepare))
+    judge = _judge_for(ctx, judge_arm_dir)
+    drop = ("checkpoint_every", "sample_every") + (GENERATOR_JUDGE_FIELDS if judge is None else ())
+    parts = ["generator", ctx.set_hash, ctx.real_train_stems(n_real), _section(ctx.cfg.generator, drop=drop),
+             _section(ctx.cfg.shape_bank), code_hash(method.prepare)]
+    if judge is not None:  # the judge's key names its splits (the validation layouts) and training
+        parts.append({"judge": judge.name, "evaluation": _section(ctx.cfg.evaluation)})
+    return make_key(*parts)
 
 
-def stage_train_generator(ctx: SetContext, n_real: int | None = None) -> tuple[Path, float, bool]:
-    """What ``ctx.cfg.generator.model`` learns from the n_real training pairs (a generator or a bank)."""
+def stage_train_generator(ctx: SetContext, n_real: int | None = None,
+                          judge_arm_dir: Path | None = None) -> tuple[Path, float, bool]:
+    """What ``ctx.cfg.generator.model`` learns from the n_real training pairs (a generator or a bank).
+    ``judge_arm_dir``: a finished real-only arm for the same n_real; a trained generator then stops
+    at its fidelity plateau (generators/training_loop.py) and keeps its best EMA weights."""
     from .generators.methods import SYNTHESIS_METHODS
 
     method = SYNTHESIS_METHODS[ctx.cfg.generator.model]
-    return timed(ctx.stage_dir("generator", generator_key(ctx, n_real)), lambda d: method.prepare(ctx, d, n_real))
+    judge = _judge_for(ctx, judge_arm_dir)
+
+    def compute(d: Path) -> None:
+        if judge is None:
+            method.prepare(ctx, d, n_real)
+        else:
+            method.prepare(ctx, d, n_real, judge)
+
+    return timed(ctx.stage_dir("generator", generator_key(ctx, n_real, judge_arm_dir)), compute)
 
 
 def generation_key(ctx: SetContext, generator_dir: Path, mask_dir: Path) -> str:

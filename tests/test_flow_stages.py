@@ -165,18 +165,22 @@ def test_report_artifact_shows_the_path_as_text_and_the_table(tmp_path):
 def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
     """The flow's order, with the stages stubbed (each sleeps and records when it ran) and four
     parallel task threads allowed: generator training runs alone, never beside mask tasks,
-    generation or segmentation arms, for every synthesis method."""
+    generation or segmentation arms, for every synthesis method. With the generator plateau on,
+    the judge (real_only, lowest seed, same n_real) runs before the generators and is passed to
+    the trained ones, and not to copy-paste."""
     from prefect.testing.utilities import prefect_test_harness
 
     import flows.synth_pretrain as flow
 
     spans: list[tuple[str, float, float]] = []
+    calls: list[tuple] = []
 
     def stub(kind: str, returns):
         def run(*args, **kwargs):
             t0 = time.perf_counter()
             time.sleep(0.3)
             spans.append((kind, t0, time.perf_counter()))
+            calls.append((kind, *args))
             return returns(*args), 0.3, False
         return run
 
@@ -185,21 +189,28 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "stage_masks", stub("masks", lambda *a: out))
     monkeypatch.setattr(stages, "stage_train_generator", stub("generator", lambda *a: out))
     monkeypatch.setattr(stages, "stage_generate", stub("generate", lambda *a: out))
-    monkeypatch.setattr(stages, "stage_seg_arm", stub("arm", lambda *a: out))
+    monkeypatch.setattr(stages, "stage_seg_arm",
+                        stub("arm", lambda ctx, arm, seed, n_real, _: out / f"{arm}{seed}n{n_real}"))
     monkeypatch.setattr(context, "record", lambda *a: None)
     monkeypatch.setattr(collect, "write_samples", lambda *a: None)
     monkeypatch.setattr(collect, "reference_segmenter", lambda *a: None)
     monkeypatch.setattr(flow, "report_task", lambda ctx, arm_dirs: tmp_path / "report.html")
     monkeypatch.setattr(flow, "_publish", lambda ctx, html: None)
     overrides = [f"runtime.runs_dir={tmp_path / 'runs'}", "runtime.max_parallel_tasks=4", "runtime.progress=false",
-                 "masks.sources={placement: 0.5, segmodel: 0.5}", "segmentation.seeds=[0,1]",
-                 "segmentation.n_real=[6,12]"]
+                 "masks.sources={placement: 0.5, segmodel: 0.5}", "segmentation.seeds=[1,0]",
+                 "segmentation.n_real=[6,12]", "generator.patience=3"]
     cfg = load_config("smoke", overrides)
     with prefect_test_harness(server_startup_timeout=180):  # a busy 2-core machine starts it slowly
         flow.process_set.with_options(task_runner=flow.make_task_runner(cfg))(
-            "demo", "smoke", overrides, "r", ["spade", "ugatit"])
+            "demo", "smoke", overrides, "r", ["spade", "copypaste"])
     kinds = [k for k, _, _ in spans]
-    assert kinds.count("generator") == 4 and kinds.count("masks") == 4 and kinds.count("arm") == 2 * 2 * 5
+    # 2 judges + per n_real and seed: real_only + 2 synthetic arms x 2 methods
+    assert kinds.count("generator") == 4 and kinds.count("masks") == 4 and kinds.count("arm") == 2 + 2 * 2 * 5
+    first_generator = kinds.index("generator")
+    judges = [c for c in calls[:first_generator] if c[0] == "arm"]
+    assert [(c[2], c[3], c[4]) for c in judges] == [("real_only", 0, 6)]  # the lowest seed, before any generator
+    trained = {c[1].cfg.generator.model: c[3] for c in calls if c[0] == "generator" and c[2] == 12}
+    assert trained == {"spade": out / "real_only0n12", "copypaste": None}
     parallel = any(s1 < e2 and s2 < e1 for i, (k1, s1, e1) in enumerate(spans) for k2, s2, e2 in spans[i + 1:])
     assert parallel, "the stub run never ran two tasks at once: the test shows nothing"
     for kind, s, e in spans:

@@ -40,3 +40,33 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     assert res.exit_code != 0 and "no such labeled-set folder" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["generate", "--checkpoint", str(tmp_path / "x.pt"), "--masks", str(tmp_path / "m"), "--out", str(tmp_path / "p"), "--config", "smoke"])
     assert res.exit_code != 0 and "not a mask store" in res.output
+
+
+def test_train_generator_with_a_judge_stops_at_its_plateau(tmp_path):
+    """--judge: a real-only arm folder (here an untrained model: its score does not matter) scores
+    the validation masks' layouts; a folder that is no arm is a one-line error."""
+    from pipeline.io import read_json, save_torch, write_json
+    from pipeline.segmentation.models import create_model
+
+    set_dir = tmp_path / "set"
+    for i, (img, mask) in enumerate(toy_pairs(8, 40, 48)):
+        write_png(set_dir / "images" / f"p{i}.png", (img[:, :, 0] * 255).astype(np.uint8))
+        write_png(set_dir / "masks" / f"p{i}.png", mask.astype(np.uint8))
+    arm = tmp_path / "arm"
+    meta = {"arch": "Linknet", "encoder": "mobilenet_v2", "in_channels": 1, "classes": 2, "target": "boundary"}
+    model = create_model("Linknet", "mobilenet_v2", 1, 2)
+    save_torch(arm / "train" / "best.pt", {"meta": meta, "model": model.state_dict()})
+    write_json(arm / "metrics.json", {"checkpoint": str(arm / "train" / "best.pt"), "fg_threshold": 0.5})
+    plateau = ["generator.steps=50", "generator.eval_every=1", "generator.patience=1", "generator.min_delta=1.0",
+               "generator.eval_layouts=2"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["train-generator", "--set", str(set_dir), "--out", str(tmp_path / "g"), "--config", "smoke",
+                              "--judge", str(arm), *TINY, *plateau])
+    assert res.exit_code == 0, res.output
+    assert "judged by" in res.output
+    info = read_json(tmp_path / "g" / "training.json")
+    assert info["stop_reason"] == "patience" and (info["steps_run"], info["max_steps"]) == (2, 50)
+    assert info["judge"]["arm"] == "arm"
+    res = runner.invoke(app, ["train-generator", "--set", str(set_dir), "--out", str(tmp_path / "g2"), "--config", "smoke",
+                              "--judge", str(tmp_path), *TINY, *plateau])
+    assert res.exit_code != 0 and "not a finished segmentation arm" in res.output and "Traceback" not in res.output

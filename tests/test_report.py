@@ -99,6 +99,34 @@ def test_report_shows_generator_losses_and_sample_snapshots(run_dir):
     assert "Generator training: spade (100 steps)" in text
     assert "samples at step 50" in text and "samples at step 100" in text
     assert 'alt="generator losses against step"' in text
+    assert "generator fidelity against step" not in text  # no judge, no eval.csv: no curve
+
+
+def test_report_shows_generator_fidelity_with_the_best_step(run_dir):
+    """Issue 15: realism over generator training. A judged generator's eval.csv becomes a curve
+    beside the losses, the step final.pt came from is named, and its sample grid is shown."""
+    import json
+
+    from pipeline.io import write_png
+
+    gen = run_dir.parent / "stages" / "generator" / "judged"
+    rows = [{"step": s, "d_hinge": 2.0 - s / 100, "lr_scale": 1.0, "sec": 0.1} for s in range(1, 81)]
+    write_text(gen / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    f1s = [0.10, 0.30, 0.42, 0.40, 0.39, 0.41, 0.38, 0.40]
+    pd.DataFrame({"step": range(10, 90, 10), "fidelity_f1": f1s, "precision": f1s, "recall": f1s,
+                  "gradient_w1": 0.01, "elapsed_s": range(8)}).to_csv(gen / "eval.csv", index=False)
+    for step in range(10, 90, 10):
+        write_png(gen / "samples" / f"step_{step:07d}.png", np.full((8, 8, 3), step, np.uint8))
+    write_json(gen / "training.json", {"steps_run": 80, "max_steps": 2000, "stop_reason": "patience", "best_step": 30,
+                                       "best_fidelity_f1": 0.42, "time_s": 600.0})
+    write_json(run_dir / "stages.json", [{"stage": "train generator (spade)", "path": str(gen), "seconds": 1.0,
+                                          "cached": False, "compute_seconds": 1.0}])
+    text = build_report(run_dir)[0].read_text()
+    assert 'alt="generator fidelity against step"' in text and 'alt="generator losses against step"' in text
+    assert "80 of 2000 steps, 10.0 min, stopped at its fidelity plateau" in text
+    assert "EMA weights of step 30 (fidelity F1 0.420)" in text
+    assert "samples at step 30 (best fidelity: final.pt)" in text
+    assert "samples at step 10<" in text and "samples at step 80<" in text
 
 
 def test_a_run_with_only_the_real_only_arm_gets_its_overlays(tmp_path):

@@ -47,6 +47,56 @@ def test_stage_keys_follow_inputs(tmp_path):
     assert base == stages.seg_arm_key(context.prepare(other, run_id="r3"), "real_only", 0, 10, [])
 
 
+def test_generator_key_names_the_judge(tmp_path):
+    """A judged generator is another generator (its weights are the best by that judge); without a
+    judge the plateau fields change nothing, so they do not re-key; copy-paste ignores the judge."""
+    cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}"])
+    ctx = context.prepare(cfg, run_id="r")
+    a, b = tmp_path / "seg_real_only" / "aaaa", tmp_path / "seg_real_only" / "bbbb"
+    plain = stages.generator_key(ctx, 10)
+    assert len({plain, stages.generator_key(ctx, 10, a), stages.generator_key(ctx, 10, b)}) == 3
+    patient = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "generator.patience=4",
+                                    "generator.eval_every=7"])
+    pctx = context.prepare(patient, run_id="r2")
+    assert stages.generator_key(pctx, 10) == plain
+    assert stages.generator_key(pctx, 10, a) != stages.generator_key(ctx, 10, a)
+    cp = ctx.with_synthesis("copypaste")
+    assert stages.generator_key(cp, 10, a) == stages.generator_key(cp, 10)
+
+
+def _untrained_arm(ctx, arm_dir):
+    """A real-only arm folder as the stage writes it (an untrained model: its scores do not matter
+    here, and training one would take a minute)."""
+    from pipeline.io import save_torch, write_json
+    from pipeline.segmentation.models import create_model
+    from pipeline.segmentation.training import model_meta
+
+    meta = model_meta(ctx.cfg, ctx.channels)
+    model = create_model(meta["arch"], meta["encoder"], ctx.channels, meta["classes"])
+    save_torch(arm_dir / "train" / "best.pt", {"meta": meta, "model": model.state_dict()})
+    write_json(arm_dir / "metrics.json", {"checkpoint": str(arm_dir / "train" / "best.pt"), "fg_threshold": 0.5,
+                                          "boundary_threshold": 0.5, "min_object_area": 4})
+    return arm_dir
+
+
+def test_judged_generator_stage_stops_at_its_plateau(tmp_path):
+    """The stage with a real-only arm as judge: the generator trains to its plateau on the
+    validation layouts (patience 1, min_delta 1: two evaluations, two steps) before the cap of 20, and is
+    cached after."""
+    cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "runtime.progress=false",
+                                "generator.steps=20", "generator.eval_every=1", "generator.patience=1",
+                                "generator.min_delta=1.0", "generator.eval_layouts=4", "generator.channels=4",
+                                "generator.image_size=32", "segmentation.encoder=mobilenet_v2"])
+    ctx = context.prepare(cfg, run_id="r")
+    judge = _untrained_arm(ctx, tmp_path / "stages" / "seg_real_only" / "judgekey")
+    gen, _, cached = stages.stage_train_generator(ctx, 10, judge)
+    info = read_json(gen / "training.json")
+    assert not cached and info["stop_reason"] == "patience" and info["steps_run"] == 2
+    assert info["judge"]["arm"] == judge.name and info["judge"]["layouts"] == 4
+    assert gen.name == stages.generator_key(ctx, 10, judge)
+    assert stages.stage_train_generator(ctx, 10, judge)[2]
+
+
 def test_quality_stage_writes_metrics_grid_and_report_entry(tmp_path):
     """Synthetic-data quality through the stage layer: every metric in its range, several styles per
     mask differ (VAE on), the grid has one column per style, and the run gets quality.json."""

@@ -88,6 +88,10 @@ class GeneratorModel(nn.Module):
 
     name: str = ""
     paired: bool = True  # False: losses never assume mask[i] belongs to image[i]
+    # Adam (beta1, beta2) when generator.beta1 / beta2 are not set: the architecture's paper values.
+    # beta1 = 0 with the two-timescale learning rates is SPADE's (and BigGAN's) choice: momentum on
+    # an adversarial gradient that changes sign as D catches up mostly adds oscillation.
+    adam_betas: tuple[float, float] = (0.0, 0.9)
 
     def __init__(self, in_mask_channels: int, out_channels: int, cfg: GeneratorConfig):
         super().__init__()

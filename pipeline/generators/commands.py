@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("spade", "--model", help="spade | ugatit"),
         out: Path = typer.Option(..., "--out", help="run folder; an existing one is resumed"),
         config: str = typer.Option("default", "--config", help="config name (smoke/default/full) or YAML path"),
+        judge: Path = typer.Option(None, "--judge", help="a finished real_only arm folder (metrics.json, best.pt) of "
+                                   "this set: train to its fidelity plateau on the validation masks (generator.patience); "
+                                   "without it, generator.steps steps"),
         overrides: list[str] = typer.Argument(None, help="section.key=value overrides"),
     ) -> None:
         """Train SPADE or U-GAT-IT on the set's train split (resumes if --out holds a run)."""
@@ -37,8 +40,11 @@ def register(app: typer.Typer) -> None:
         d = cfg.data
         splits = splits_for(report, d)
         pairs = load_pairs(report, splits["train"])
-        typer.echo(f"{report.summary()}; training {model} on {len(pairs)} train pairs")
-        final = train_generator(cfg, pairs, out, device=pick_device(cfg.runtime.device), progress=cfg.runtime.progress)
+        val = load_pairs(report, splits["val"]) if judge is not None else None
+        typer.echo(f"{report.summary()}; training {model} on {len(pairs)} train pairs"
+                   + (f", judged by {judge} on {len(val)} validation pairs" if judge is not None else ""))
+        final = train_generator(cfg, pairs, out, device=pick_device(cfg.runtime.device), progress=cfg.runtime.progress,
+                                judge=judge, val_pairs=val)
         typer.echo(f"generator checkpoint: {final}")
 
     @app.command("generate")

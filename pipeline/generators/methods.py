@@ -5,7 +5,8 @@ A method turns the ``n_real`` real training pairs into synthetic (mask, image) p
 each a cached stage:
 
 * ``prepare``  learns what it needs from the real pairs: trains a generator (``final.pt``) or
-  builds a bank of real pixels;
+  builds a bank of real pixels. A trained method also takes the folder of a real-only arm, the
+  judge its training stops by (``prepare(ctx, out_dir, n_real, judge_arm_dir)``; training_loop.py);
 * ``generate`` writes a PairStore, one image for each synthetic mask of a mask store.
 
 The methods:
@@ -34,16 +35,20 @@ from typing import Any
 class SynthesisMethod:
     name: str
     description: str
-    prepare: Callable[[Any, Path, int], None]  # (ctx, out_dir, n_real)
+    prepare: Callable[..., None]  # (ctx, out_dir, n_real), + judge_arm_dir when trained
     generate: Callable[[Any, Path, Path, Path], None]  # (ctx, prepared_dir, mask_dir, out_dir)
     trained: bool  # a neural generator: style grid, generator losses, realism over training
     uses_masks: bool = True  # fills synthetic masks; False: makes its own layouts from the real pairs
 
 
-def _train(ctx, out_dir: Path, n_real: int) -> None:
+def _train(ctx, out_dir: Path, n_real: int, judge_arm_dir: Path | None = None) -> None:
+    """Train on the n_real pairs; with a judge (a real-only arm folder) to its fidelity plateau on
+    layouts cut from the validation masks, which the generator never sees."""
     from .training_loop import train_generator
 
-    train_generator(ctx.cfg, ctx.real_train_pairs(n_real), out_dir, progress=ctx.cfg.runtime.progress)
+    val = ctx.pairs("val") if judge_arm_dir is not None else None
+    train_generator(ctx.cfg, ctx.real_train_pairs(n_real), out_dir, progress=ctx.cfg.runtime.progress,
+                    judge=judge_arm_dir, val_pairs=val)
 
 
 def _generate(ctx, prepared: Path, mask_dir: Path, out_dir: Path) -> None:

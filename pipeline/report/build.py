@@ -366,8 +366,10 @@ def _curves_plot(run_dir: Path, results: pd.DataFrame) -> str | None:
 
 def _generator_training(run_dir: Path, stages: list[dict], snapshots: int = 3) -> list[dict]:
     """Per trained generator of the run: its losses against step (a running mean over ~2 % of the
-    steps, raw values faint behind) and a few of the sample grids it wrote while training, so a
-    user sees whether it was still changing when it stopped."""
+    steps, raw values faint behind), its fidelity over training where a judge scored it (``eval.csv``:
+    the real-only segmenter's object F1 on generated held-out layouts, the step final.pt was taken
+    from marked) and a few of the sample grids it wrote while training (first, best, last), so a user
+    sees whether it was still changing when it stopped."""
     import json
 
     out, seen = [], set()
@@ -393,13 +395,61 @@ def _generator_training(run_dir: Path, stages: list[dict], snapshots: int = 3) -
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=min(4, len(losses)))
+        training = read_json(d / "training.json") if (d / "training.json").is_file() else {}
+        evals = pd.read_csv(d / "eval.csv") if (d / "eval.csv").is_file() else pd.DataFrame()
+        best_step = None
+        if not evals.empty and "fidelity_f1" in evals:
+            best_step = training.get("best_step") or int(evals.step[evals.fidelity_f1 == evals.fidelity_f1.max()].max())
         grids = sorted((d / "samples").glob("step_*.png"))
         n = min(snapshots, len(grids))
         picks = [grids[round(i * (len(grids) - 1) / max(1, n - 1))] for i in range(n)]  # first, ..., last
+        best_grid = d / "samples" / f"step_{best_step:07d}.png" if best_step is not None else None
+        if best_grid is not None and best_grid.is_file() and best_grid not in picks:
+            picks = sorted([picks[0], best_grid, picks[-1]] if len(picks) > 1 else [best_grid, *picks])
+        samples = []
+        for p in dict.fromkeys(picks):
+            step = int(p.stem.split("_")[-1])
+            samples.append((step, _file_png(p), " (best fidelity: final.pt)" if step == best_step else ""))
         out.append({"name": entry["stage"].removeprefix("train generator").strip(" ()") or "generator",
                     "steps": int(frame.step.max()), "plot": _png(fig),
-                    "samples": [(int(p.stem.split("_")[-1]), _file_png(p)) for p in dict.fromkeys(picks)]})
+                    "fidelity_plot": _generator_fidelity_plot(evals, best_step) if best_step is not None else None,
+                    "stop": _generator_stop(training), "samples": samples})
     return out
+
+
+def _generator_fidelity_plot(evals: pd.DataFrame, best_step: int) -> str:
+    """Object F1 (and precision, recall) of the judge on the generator's images of held-out layouts
+    at every evaluation; a star and a dashed line at the step whose EMA weights became final.pt."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    ax.plot(evals.step, evals.fidelity_f1 * 100, "-o", ms=3, lw=1.4, color="C0", label="fidelity F1")
+    for i, c in enumerate(("precision", "recall")):
+        if c in evals:
+            ax.plot(evals.step, evals[c] * 100, lw=0.8, alpha=0.6, color=f"C{i + 1}", label=c)
+    best = evals[evals.step == best_step]
+    ax.axvline(best_step, color="C3", ls="--", lw=0.9)
+    if not best.empty:
+        ax.plot(best_step, float(best.fidelity_f1.iloc[0]) * 100, "*", ms=13, color="C3",
+                label=f"best: step {best_step} (final.pt)")
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("real-only judge's object F1\non held-out layouts (%)", fontsize=8)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _generator_stop(training: dict) -> str | None:
+    """One sentence: how long the generator trained, why it stopped, which weights it kept."""
+    if not training:
+        return None
+    run, cap = training.get("steps_run"), training.get("max_steps")
+    if training.get("best_step") is None:
+        return f"{run} of {cap} steps (no judge: a fixed number of steps); final.pt holds the last EMA weights."
+    why = ("at its fidelity plateau" if training.get("stop_reason") == "patience"
+           else "<b>at the cap</b> (still improving, or patience 0)")
+    minutes = f", {training['time_s'] / 60:.1f} min" if training.get("time_s") is not None else ""
+    return (f"{run} of {cap} steps{minutes}, stopped {why}; final.pt holds the EMA weights of step "
+            f"{training['best_step']} (fidelity F1 {training['best_fidelity_f1']:.3f}).")
 
 
 def _efficiency_plot(results: pd.DataFrame) -> str | None:

@@ -20,6 +20,7 @@ from .networks import ConvEncoder, MultiscaleDiscriminator, SPADEGenerator
 class SPADEModel(GeneratorModel):
     name = "spade"
     paired = True
+    adam_betas = (0.0, 0.9)  # the SPADE paper's, with lr_g 1e-4 / lr_d 4e-4 (TTUR)
 
     def __init__(self, in_mask_channels: int, out_channels: int, cfg: GeneratorConfig, spade_norm: str = "instance"):
         super().__init__(in_mask_channels, out_channels, cfg)

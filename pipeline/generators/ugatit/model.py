@@ -27,6 +27,7 @@ ADV_WEIGHT, CYCLE_WEIGHT, IDENTITY_WEIGHT, CAM_WEIGHT = 1.0, 10.0, 10.0, 1000.0
 class UGATITModel(GeneratorModel):
     name = "ugatit"
     paired = False
+    adam_betas = (0.5, 0.999)  # the U-GAT-IT paper's (and its reference code's) optimizer
 
     def __init__(self, in_mask_channels: int, out_channels: int, cfg: GeneratorConfig, n_blocks: int = 4):
         super().__init__(in_mask_channels, out_channels, cfg)
