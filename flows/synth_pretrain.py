@@ -218,6 +218,18 @@ def _record(ctx, name: str, result: tuple[Path, float, bool]) -> Path:
     return path
 
 
+def _keep_malloc_default_in_dask_workers() -> None:
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, so glibc hands freed memory
+    back to the system at once and every training step faults its tensors' pages in again: on the
+    2-core CPU a segmentation training step took 2.2x as long (bench/dask_malloc.py, docs/RESULTS.md).
+    The workers here get glibc's adaptive default; the thread limits stay."""
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+
+
 def make_task_runner(cfg: Config):
     """threads (default; one task at a time on CPU, since each stage uses all cores already), a local
     Dask cluster, or an existing Dask scheduler by address."""
@@ -225,6 +237,7 @@ def make_task_runner(cfg: Config):
     if rt.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
+        _keep_malloc_default_in_dask_workers()
         if rt.dask_address:
             return DaskTaskRunner(address=rt.dask_address)
         return DaskTaskRunner(

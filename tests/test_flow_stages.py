@@ -217,3 +217,16 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
         if kind == "generator":
             beside = [k for k, s2, e2 in spans if (k, s2, e2) != (kind, s, e) and s2 < e and s < e2]
             assert not beside, f"generator training ran beside {beside}"
+
+
+def test_local_dask_workers_keep_glibc_malloc_default():
+    """Dask's MALLOC_TRIM_THRESHOLD_=65536 made training steps 2.3x slower (bench/dask_malloc.py)."""
+    import dask
+
+    import flows.synth_pretrain as flow
+
+    cfg = load_config("smoke", ["runtime.task_runner=dask"])
+    flow.make_task_runner(cfg)
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ
+    assert str(environ.get("OMP_NUM_THREADS")) == "1"  # one thread per worker process stays
