@@ -11,8 +11,9 @@ takes its own source and every ``pipeline`` module it imports (at the top of its
 inside the function), then the modules those import, to the end. A hand-written list missed
 dependencies (the generation key did not hash ``data/store.py``, which writes the pairs), so a change
 that altered a stage's output could reuse a stale folder. Over-inclusion only costs a recomputation;
-the stage layer itself, the CLI and the command modules are left out because they do not compute
-outputs (they call the functions that do).
+the stage layer itself, the CLI, the command modules and the config module are left out because
+they do not compute outputs (they call the functions that do; the config values a stage reads are
+in its key).
 
 Nothing in the science (masks, generators, segmentation, evaluation) imports this module.
 """
@@ -36,14 +37,16 @@ PACKAGE = "pipeline"
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DONE = "_done.json"
 
-# modules that orchestrate or present rather than compute a stage's output
-_NOT_SCIENCE = ("pipeline.cli", "pipeline.stages", "pipeline.context", "pipeline.cache", "pipeline.runlock")
+# modules that orchestrate or present rather than compute a stage's output. config.py is one of
+# them: the values a stage reads are in its key already, and its code only declares and checks
+# them, so a new option elsewhere in it must not re-key every finished stage
+_NOT_SCIENCE = ("pipeline.cli", "pipeline.stages", "pipeline.context", "pipeline.cache", "pipeline.runlock",
+                "pipeline.config")
 # registries of user choices: an entry's function is hashed with what it imports, not with its
 # whole module, so adding a method or a mask source does not invalidate the others' caches
 _REGISTRIES = ("pipeline.masks.sources", "pipeline.generators.methods")
-# hashed, but their imports are not followed: the config imports the registries only to check
-# names (the values themselves are in every key), which would pull in the whole package
-_LEAVES = ("pipeline.config",)
+# hashed, but their imports are not followed
+_LEAVES: tuple[str, ...] = ()
 
 
 def make_key(*parts: Any) -> str:
