@@ -228,6 +228,10 @@ def _keep_malloc_default_in_dask_workers() -> None:
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+    # the scheduler's and workers' connection chatter is not the user's business: warnings only
+    # (the workers are spawned processes and read their logging level from the environment)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def make_task_runner(cfg: Config):

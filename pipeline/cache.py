@@ -21,9 +21,7 @@ Nothing in the science (masks, generators, segmentation, evaluation) imports thi
 from __future__ import annotations
 
 import ast
-import hashlib
 import inspect
-import json
 import textwrap
 import time
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .hashing import files_hash, json_hash
 from .io import read_json, write_json
 
 PACKAGE = "pipeline"
@@ -50,7 +49,7 @@ _LEAVES: tuple[str, ...] = ()
 
 
 def make_key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_hash(list(parts))
 
 
 def is_done(d: Path) -> bool:
@@ -85,6 +84,8 @@ def _module_file(module: str) -> Path | None:
     """The source file of a ``pipeline`` module or package (None outside the package)."""
     if module != PACKAGE and not module.startswith(PACKAGE + "."):
         return None
+    if module == PACKAGE:
+        return PACKAGE_ROOT / "__init__.py"
     rel = Path(*module.split(".")[1:])
     for p in (PACKAGE_ROOT / rel.with_suffix(".py"), PACKAGE_ROOT / rel / "__init__.py"):
         if p.is_file():
@@ -157,18 +158,10 @@ def code_modules(fn: Callable) -> list[str]:
 def code_hash(fn: Callable) -> str:
     """Hash of ``fn``'s own source and of every module in :func:`code_modules`, so a code change that
     can alter a stage's output gives the stage a new key."""
-    h = hashlib.sha256(textwrap.dedent(inspect.getsource(fn)).encode())
-    for m in code_modules(fn):
-        f = _module_file(m)
-        h.update(m.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
+    files = [_module_file(m) for m in code_modules(fn)]
+    return json_hash([textwrap.dedent(inspect.getsource(fn)), files_hash(PACKAGE_ROOT, files)], 12)
 
 
 def package_hash() -> str:
     """Hash of the whole package's source: the version a run folder records."""
-    h = hashlib.sha256()
-    for f in sorted(PACKAGE_ROOT.rglob("*.py")):
-        h.update(f.relative_to(PACKAGE_ROOT).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
+    return files_hash(PACKAGE_ROOT, sorted(PACKAGE_ROOT.rglob("*.py")))

@@ -24,6 +24,20 @@ def json_hash(obj: Any, length: int = KEY_LENGTH) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def arrays_hash(arrays: Iterable, length: int = KEY_LENGTH) -> str:
+    """Hash of a sequence of arrays (real masks, real pairs a synthesis draws from): each array's
+    shape, dtype and bytes, so equal values in another dtype or layout hash differently; callers
+    normalise the dtype first when it must not matter."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}|{a.dtype.str}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:length]
+
+
 def file_hash(path: str | Path, length: int | None = None) -> str:
     """Hash of one file's bytes (checkpoints, banks), read in 1 MiB chunks so multi-GB checkpoints
     do not have to fit in memory."""

@@ -150,12 +150,12 @@ def load_judge(arm_dir: Path, cfg: Config, val_pairs: Sequence[tuple[np.ndarray,
     ``generator.image_size`` from ``val_pairs`` (:func:`judge_layouts`, seeded by
     ``generator.seed``). Matching uses ``evaluation.iou_threshold``."""
     from ..hashing import file_hash
-    from ..quality.filtering import _POSTPROCESS_KEYS
+    from ..segmentation.postprocess import POSTPROCESS_KEYS
     from ..segmentation.training import load_segmentation_model
 
     ckpt, metrics = judge_checkpoint(arm_dir)
     model, meta = load_segmentation_model(ckpt, device)
-    postprocess = {k: metrics[k] for k in _POSTPROCESS_KEYS if metrics.get(k) is not None}
+    postprocess = {k: metrics[k] for k in POSTPROCESS_KEYS if metrics.get(k) is not None}
     evaluation = cfg.evaluation.model_copy(update=postprocess)
     g = cfg.generator
     layouts = judge_layouts(val_pairs, g.image_size, g.eval_layouts, g.seed)

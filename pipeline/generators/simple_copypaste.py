@@ -13,13 +13,13 @@ it exactly as they sample generator output (and its pairs are cached and resumab
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..data.store import PairStore, shard_ranges
+from ..hashing import arrays_hash
 from .paste import blend_into, random_window, settle_labels, to_uint8
 
 GENERATOR_NAME = "simple_copypaste"
@@ -27,12 +27,8 @@ GENERATOR_NAME = "simple_copypaste"
 
 def real_pairs_digest(real_pairs: list[tuple[np.ndarray, np.ndarray]], length: int = 12) -> str:
     """Fingerprint of the source pairs, recorded as the pairs' ``checkpoint`` (their only "model")."""
-    h = hashlib.sha256()
-    for image, mask in real_pairs:
-        for a in (to_uint8(image), np.asarray(mask, np.int64)):
-            h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:length]
+    return arrays_hash((a for image, mask in real_pairs for a in (to_uint8(image), np.asarray(mask, np.int64))),
+                       length)
 
 
 def _scaled_window(image: np.ndarray, labels: np.ndarray, scale: float, size: int, rng: np.random.Generator):

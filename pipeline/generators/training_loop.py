@@ -30,7 +30,6 @@ import io
 import json
 import logging
 import math
-import random
 import re
 import time
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import rng
 from ..config import Config, GeneratorConfig
 from ..device import autocast, configure, pick_device
 from ..errors import InputError
@@ -94,31 +94,12 @@ class EMA:
         return backup
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _rng_state(sampler: CropSampler) -> dict:
-    np_state = np.random.get_state()
-    return {
-        "python": json.dumps(random.getstate()),
-        "numpy": json.dumps([np_state[0], np_state[1].tolist(), *np_state[2:]]),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "sampler": sampler.get_state(),
-    }
+    return {**rng.capture(), "sampler": sampler.get_state()}
 
 
 def _set_rng_state(state: dict, sampler: CropSampler) -> None:
-    py = json.loads(state["python"])
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    npv = json.loads(state["numpy"])
-    np.random.set_state((npv[0], np.array(npv[1], dtype=np.uint32), *npv[2:]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    rng.restore(state)
     sampler.set_state(state["sampler"])
 
 
@@ -143,7 +124,7 @@ class _Trainer:
         if len(channels) != 1:
             raise InputError(f"{out_dir}: training images mix channel counts {sorted(channels)}")
         self.channels = channels.pop()
-        _seed_everything(self.g.seed)
+        rng.seed_everything(self.g.seed)
         self.model = create_generator(self.g.model, MASK_CHANNELS, self.channels, self.g).to(device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.sampler = CropSampler(pairs, self.g.image_size, self.g.seed, paired=self.model.paired)

@@ -22,7 +22,6 @@ shard layout, worker count or resume gives the same masks. Per mask:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import multiprocessing
@@ -38,6 +37,7 @@ from ..data.labelmaps import drop_small_and_renumber
 from ..data.store import MaskStore, shard_ranges
 from ..data.store import check_store_settings as store_check
 from ..errors import InputError
+from ..hashing import arrays_hash, json_hash
 from ..io import write_json
 from .shape_bank import ShapeBank
 
@@ -276,13 +276,8 @@ SETTINGS_FILE = "placement.json"
 
 def _bank_fingerprint(bank: ShapeBank) -> str:
     """Short hash of the shapes and their statistics: masks from another bank are other masks."""
-    h = hashlib.blake2b(digest_size=8)
-    for crop in bank.crops:
-        h.update(np.asarray(crop.shape, np.int64).tobytes())
-        h.update(np.packbits(np.asarray(crop, bool)).tobytes())
-    h.update(bank.shapes.to_csv(index=False).encode())
-    h.update(bank.images.to_csv(index=False).encode())
-    return h.hexdigest()
+    crops = arrays_hash(np.asarray(crop, bool) for crop in bank.crops)
+    return json_hash([crops, bank.shapes.to_csv(index=False), bank.images.to_csv(index=False)])
 
 
 def store_settings(bank: ShapeBank, cfg: MasksConfig, count: int, seed: int, shard_size: int) -> dict:

@@ -26,7 +26,6 @@ shard layout or resume gives the same masks. Per mask:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
@@ -38,6 +37,7 @@ from ..data.labelmaps import renumber
 from ..data.store import MaskStore, shard_ranges
 from ..data.store import check_store_settings as store_check
 from ..errors import InputError
+from ..hashing import arrays_hash
 from ..io import write_json
 
 SOURCE = "realmask"
@@ -174,12 +174,7 @@ def generate_realmask_masks(
 def _real_fingerprint(real_masks: list[np.ndarray]) -> str:
     """Short hash of the real masks' shapes and labels (dtype-independent): layouts cut from other
     real masks are other masks."""
-    h = hashlib.blake2b(digest_size=8)
-    for m in real_masks:
-        m = np.asarray(m)
-        h.update(np.asarray(m.shape, np.int64).tobytes())
-        h.update(np.ascontiguousarray(m, dtype="<u4").tobytes())
-    return h.hexdigest()
+    return arrays_hash(np.asarray(m).astype("<u4") for m in real_masks)
 
 
 def store_settings(

@@ -42,7 +42,7 @@ from ..errors import InputError
 from ..evaluation.matching import match_instances
 from ..hashing import json_hash
 from ..io import read_json, write_json
-from ..segmentation.postprocess import instances_for_config
+from ..segmentation.postprocess import POSTPROCESS_KEYS, instances_for_config
 from ..segmentation.targets import make_target, pixel_bce
 from ..segmentation.training import (
     TILE,
@@ -53,7 +53,6 @@ from ..segmentation.training import (
 )
 
 SUMMARY_FILE, PLAN_FILE = "filtering.json", "filter_plan.json"
-_POSTPROCESS_KEYS = ("fg_threshold", "boundary_threshold", "min_object_area")
 # Columns of the source manifest that describe where a pair's file lies in *that* store; the
 # filtered store writes its own, and keeps the source's index as ``source_index``.
 _STORE_COLUMNS = ("index", "shard", "image", "mask")
@@ -155,7 +154,7 @@ def score_pairs(
     kind, channels = meta["target"], int(meta["in_channels"])
     ev = cfg.evaluation
     if postprocess:
-        ev = ev.model_copy(update={k: postprocess[k] for k in _POSTPROCESS_KEYS if postprocess.get(k) is not None})
+        ev = ev.model_copy(update={k: postprocess[k] for k in POSTPROCESS_KEYS if postprocess.get(k) is not None})
     manifest = store.manifest
     carried = [c for c in ("generator", "mask_source") if c in manifest]
     rows = []

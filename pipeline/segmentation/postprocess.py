@@ -19,6 +19,10 @@ from skimage.segmentation import relabel_sequential, watershed
 _FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
 
 
+# the tuned post-processing of an arm, as its metrics.json names it (frozen for predict, export,
+# the filter judge and the generator judge)
+POSTPROCESS_KEYS = ("fg_threshold", "boundary_threshold", "min_object_area")
+
 def object_probability(probs: np.ndarray, kind: str) -> np.ndarray:
     """Per-pixel probability of belonging to any object (interiors and boundaries together)."""
     if kind == "binary":

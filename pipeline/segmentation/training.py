@@ -37,11 +37,9 @@ resumes, and a finished run returns at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import random
 import time
 from pathlib import Path
 
@@ -52,9 +50,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .. import rng
 from ..config import Config
 from ..data.images import InputError
 from ..device import autocast, configure, pick_device
+from ..hashing import json_hash
 from ..io import load_torch, load_user_torch, save_torch, write_json, write_text
 from .dataset import InfiniteSampler, RealPairsDataset
 from .models import create_model
@@ -92,34 +92,6 @@ def learning_rate(base_lr: float, step: int, warmup_steps: int, drops: int, drop
     """Linear warm-up, then constant; each plateau drop multiplies it by ``drop_factor``."""
     warm = min(1.0, (step + 1) / max(1, warmup_steps))
     return base_lr * warm * drop_factor**drops
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "python": list(random.getstate()[1]),
-        "python_version": random.getstate()[0],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    random.setstate((state["python_version"], tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def model_meta(cfg: Config, in_channels: int) -> dict:
@@ -275,7 +247,7 @@ def _run_key(cfg: Config, dataset: Dataset, steps: int, lr: float, seed: int, in
         "init_from": str(init_from) if init_from else None,
         "dataset": [type(dataset).__name__, len(dataset), getattr(dataset, "channels", None)],
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return json_hash(payload)
 
 
 def _validate(model, val_pairs, cfg, device) -> dict:
@@ -414,7 +386,7 @@ def train_segmentation(
         if done.get("key") == key:
             return out_dir / BEST
 
-    seed_everything(seed)
+    rng.seed_everything(seed)
     meta = model_meta(cfg, channels)
     model = create_model(seg.arch, seg.encoder, channels, meta["classes"], seg.encoder_weights)
     if init_from is not None:
@@ -447,7 +419,7 @@ def train_segmentation(
         step, best_f1, best_step = ckpt["step"], ckpt["best_f1"], ckpt["best_step"]
         log, elapsed_before, stopped = list(ckpt["log"]), ckpt["elapsed"], ckpt["stopped"]
         plateau.load(ckpt["plateau"])
-        _set_rng_state(ckpt["rng"])
+        rng.restore(ckpt["rng"])
 
     def save_last() -> None:
         save_torch(
@@ -465,7 +437,7 @@ def train_segmentation(
                 "stopped": stopped,
                 "log": log,
                 "elapsed": elapsed_before + (time.perf_counter() - t0),
-                "rng": _rng_state(),
+                "rng": rng.capture(),
             },
         )
 
