@@ -149,8 +149,8 @@ def code_modules(fn: Callable) -> list[str]:
     mod_file = _module_file(module)
     direct = _imports(ast.parse(source), module, mod_file is not None and mod_file.name == "__init__.py")
     # a stage-layer function imports its science inside its body; a registry entry is hashed alone
-    if module not in _NOT_SCIENCE and module not in _REGISTRIES:
-        direct.add(module)
+    if module not in _NOT_SCIENCE and module not in _REGISTRIES and mod_file is not None:
+        direct.add(module)  # (a function from outside the package is hashed by its own source)
     return _closure(direct)
 
 
