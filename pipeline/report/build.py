@@ -328,8 +328,14 @@ def _plateau_rows(results: pd.DataFrame) -> list[dict]:
             caps = int((stops == "cap").sum())
             parts.append(f"{ph}: {int(steps.median())} steps ({steps.min()}–{steps.max()}), "
                          + ("all on patience" if caps == 0 else f"<b>{caps} of {len(stops)} at the cap</b>"))
+        # training time of every phase, including time spent before a resume (an arm's own call time,
+        # arm_seconds, only counts the last call); arm_seconds where a result predates phase times
+        seconds = [f"{ph}_seconds" for ph in phases if f"{ph}_seconds" in g.columns]
+        total = g[seconds].sum(axis=1, min_count=1) if seconds else None
+        if total is None or total.isna().all():
+            total = g["arm_seconds"] if "arm_seconds" in g else None
         rows.append({"n_real": int(n), "arm": arm, "phases": "; ".join(parts),
-                     "minutes": f"{g['arm_seconds'].median() / 60:.1f}" if "arm_seconds" in g else ""})
+                     "minutes": f"{total.median() / 60:.1f}" if total is not None and total.notna().any() else ""})
     return rows
 
 
