@@ -278,19 +278,25 @@ class WeightAverage:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.updates = 0
+        self._source, self._pairs = None, None  # the model averaged and its tensors, paired once
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        mine, theirs = self.model.state_dict(), model.state_dict()
-        floats = [k for k, v in theirs.items() if v.dtype.is_floating_point]
-        avg = [mine[k] for k in floats]
+        if self._source is not model:
+            # state_dict tensors are the live ones (updated in place by the optimizer and BatchNorm):
+            # pair them once instead of rebuilding two dicts every step
+            mine, theirs = self.model.state_dict(), model.state_dict()
+            floats = [k for k, v in theirs.items() if v.dtype.is_floating_point]
+            self._source = model
+            self._pairs = ([mine[k] for k in floats], [theirs[k] for k in floats],
+                           [(mine[k], v) for k, v in theirs.items() if not v.dtype.is_floating_point])
+        avg, live, ints = self._pairs
         torch._foreach_mul_(avg, d)
-        torch._foreach_add_(avg, [theirs[k].detach() for k in floats], alpha=1.0 - d)
-        for k, v in theirs.items():
-            if not v.dtype.is_floating_point:
-                mine[k].copy_(v)
+        torch._foreach_add_(avg, live, alpha=1.0 - d)
+        for a, v in ints:
+            a.copy_(v)
 
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "updates": self.updates}
