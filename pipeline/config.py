@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -72,6 +72,11 @@ class MasksConfig(Section):
     sources: dict[str, float] = Field(default_factory=lambda: {"placement": 1.0})
     overlap: Literal["none", "touch", "any"] = "touch"  # may objects touch / overlap?
     max_overlap: float = Field(0.15, ge=0.0, le=1.0)  # fraction of a shape allowed under others ("any")
+    # Placement with clusters: the probability that a shape is put against one already on the
+    # canvas (slid out from it along a random direction until it no longer overlaps) instead of at a
+    # random place. "auto": the rate at which the real objects of the canvas's shape pool touch
+    # another object; 0: independent places (touching only by chance). Needs overlap touch or any.
+    clustering: Literal["auto"] | Annotated[float, Field(ge=0.0, le=1.0)] = "auto"
     scale_jitter: float = Field(0.2, ge=0.0, le=1.0)  # +-relative scale applied to bank shapes
     scale: float | None = Field(None, gt=0)  # None: match real object sizes after resizing to `size`
     border_truncation: bool = True  # shapes may be cut by the image border, as in real crops

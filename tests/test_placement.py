@@ -203,3 +203,63 @@ def test_cli_refuses_an_invalid_set(tmp_path):
     result = CliRunner().invoke(app, ["masks", "--set", str(bad), "--out", str(tmp_path / "o"), "--count", "2"])
     assert result.exit_code != 0
     assert "a.png" in result.output and "Traceback" not in result.output
+
+
+def _paired_disc_masks(n_images: int = 4, pairs: int = 5, size: int = 128) -> list[np.ndarray]:
+    """Training masks whose discs all come in touching pairs (a clustered set)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(n_images):
+        mask = np.zeros((size, size), np.int32)
+        k = 0
+        while k < 2 * pairs:
+            cy, cx = rng.integers(DISC_RADIUS + 2, size - 3 * DISC_RADIUS - 4, 2)
+            patch = np.zeros_like(mask, np.uint8)
+            cv2.circle(patch, (int(cx), int(cy)), DISC_RADIUS, 1, -1)
+            cv2.circle(patch, (int(cx) + 2 * DISC_RADIUS + 1, int(cy)), DISC_RADIUS, 2, -1)
+            if (mask[cv2.dilate(patch, np.ones((3, 3), np.uint8)) > 0] == 0).all():
+                mask[patch == 1], mask[patch == 2] = k + 1, k + 2
+                k += 2
+        out.append(mask)
+    return out
+
+
+def test_bank_counts_touching_neighbours(disc_bank):
+    paired = build_shape_bank(_paired_disc_masks(), ShapeBankConfig(min_area=12))
+    assert (paired.shapes["touching_neighbours"] == 1).all()
+    assert (disc_bank.shapes["touching_neighbours"] == 0).all()
+
+
+def test_clustering_auto_copies_how_often_real_objects_touch(disc_bank):
+    """A set whose objects all touch gets canvases where most objects touch; a set whose objects
+    never touch gets no attaching at all (its canvases are those of clustering 0)."""
+    from pipeline.masks.placement import touching_fraction
+
+    paired = build_shape_bank(_paired_disc_masks(), ShapeBankConfig(min_area=12))
+    cfg = _cfg(size=128, border_truncation=True)
+    clustered = PlacementSampler.from_bank(paired, cfg)
+    assert clustered.attach.min() > 0.5
+    on = generate_placement_masks(paired, cfg, seed=2, indices=range(60))
+    off = generate_placement_masks(paired, cfg.model_copy(update={"clustering": 0.0}), seed=2, indices=range(60))
+    assert touching_fraction(on) > 0.75 > 0.4 > touching_fraction(off)
+    # attaching never cuts a shape under overlap "touch": every disc keeps its full area
+    inner = generate_placement_masks(paired, _cfg(size=128), seed=2, indices=range(30))
+    assert touching_fraction(inner) > 0.6
+    assert np.concatenate([_object_areas(m) for m in inner]).min() >= 0.85 * np.pi * DISC_RADIUS**2
+
+    apart = PlacementSampler.from_bank(disc_bank, cfg)
+    assert not apart.attach.any()
+    a = generate_placement_masks(disc_bank, cfg, seed=2, indices=range(5))
+    b = generate_placement_masks(disc_bank, cfg.model_copy(update={"clustering": 0.0}), seed=2, indices=range(5))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_clustering_is_reproducible_and_off_under_overlap_none(disc_bank):
+    paired = build_shape_bank(_paired_disc_masks(), ShapeBankConfig(min_area=12))
+    cfg = _cfg(size=128, clustering=0.8)
+    a = generate_placement_masks(paired, cfg, seed=3, indices=[0, 4])
+    b = generate_placement_masks(paired, cfg, seed=3, indices=[4])
+    assert np.array_equal(a[1], b[0])
+    assert PlacementSampler.from_bank(paired, _cfg(overlap="none", clustering=0.8)).attach is None
+    with pytest.raises(ValueError):
+        MasksConfig(clustering=1.5)

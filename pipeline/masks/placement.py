@@ -17,6 +17,12 @@ shard layout, worker count or resume gives the same masks. Per mask:
    gap, ``touch`` forbids shared pixels, ``any`` lets a new shape cover at most ``max_overlap`` of
    itself and of every earlier shape it hides (later shapes occlude earlier ones). A shape that
    does not fit is retried at a new place a few times, then skipped;
+   with ``masks.clustering`` (placement with clusters), each shape after the first is, with
+   probability ``attach`` of its canvas's pool, put against a placed object instead: from that
+   object's centre it slides out along a random direction, one pixel at a time, to the first place
+   the policy allows, which touches the object (or a neighbour on the way). ``auto`` sets ``attach``
+   so that the fraction of objects touching another matches the real pool's (measured on a few
+   canvases, see :func:`calibrated_attach`); a shape that finds no place along its ray falls back to random places;
 5. leftovers smaller than ``shape_bank.min_area`` (cut or hidden) are dropped; labels are 1..N.
 """
 
@@ -64,6 +70,7 @@ class PlacementSampler:
     border_truncation: bool
     min_area: int
     min_objects: int = 0
+    attach: np.ndarray | None = None  # per real image: probability that a shape is put against a placed one
 
     @classmethod
     def from_bank(cls, bank: ShapeBank, cfg: MasksConfig) -> PlacementSampler:
@@ -86,7 +93,7 @@ class PlacementSampler:
             else:
                 rates.append(imgs["density"].iloc[j] * cfg.size**2)
                 cdfs.append(np.cumsum(p))
-        return cls(
+        sampler = cls(
             crops=[c.astype(np.uint8) * 255 for c in bank.crops],
             box_areas=np.array([c.size for c in bank.crops], np.int64),
             rates=np.array(rates),
@@ -101,6 +108,14 @@ class PlacementSampler:
             min_area=bank.min_area,
             min_objects=cfg.min_objects,
         )
+        if cfg.clustering != 0 and cfg.overlap != "none":
+            if cfg.clustering == "auto":
+                touching = bank.shapes["touching_neighbours"].to_numpy() > 0
+                targets = np.array([float(np.dot(p, touching[pool])) for pool, p in zip(pools, probs)])
+                sampler.attach = calibrated_attach(sampler, targets)
+            else:
+                sampler.attach = np.full(len(pools), float(cfg.clustering))
+        return sampler
 
     @staticmethod
     def _affine(crop: np.ndarray, flip: bool, angle: float, s: float) -> tuple[np.ndarray, int, int]:
@@ -138,6 +153,8 @@ class PlacementSampler:
         labels = np.zeros((size, size), np.int32)
         blocked = np.zeros((size, size), bool) if self.overlap == "none" else None
         areas = [0]  # placed area per label; index = label
+        centres = [(0.0, 0.0)]  # centroid per label, where an attached shape starts sliding out
+        attach = 0.0 if self.attach is None else float(self.attach[source])
         draws = rng.random((n_objects, 4))
         picks = pool[np.minimum(np.searchsorted(cdf, draws[:, 0], side="right"), len(pool) - 1)]
         # Largest first: big shapes need free room, small ones fill the gaps left between them.
@@ -149,6 +166,11 @@ class PlacementSampler:
             # Boxes larger than the canvas are warped per attempt, only where they meet the
             # canvas; smaller ones once, then sliced.
             whole = None if oh * ow > size * size else self._warp(shape, m, 0, 0, oh, ow)
+            # Boxes larger than the canvas are never attached (they cover it anyway).
+            if attach > 0 and len(areas) > 1 and whole is not None:
+                attach_u, angle = rng.random(2)
+                if attach_u < attach and self._attach(labels, blocked, areas, centres, whole, rng, angle):
+                    continue
             for _attempt in range(PLACE_ATTEMPTS):
                 if self.border_truncation:
                     # centre anywhere the box still meets the canvas
@@ -174,35 +196,115 @@ class PlacementSampler:
                     continue  # a sliver would be dropped later and leave the floor unmet
                 if piece_area == 0:
                     break
-                region = labels[ya:yb, xa:xb]
-                if self.overlap == "none":
-                    if blocked[ya:yb, xa:xb][piece].any():
-                        continue
-                elif self.overlap == "touch":
-                    if region[piece].any():
-                        continue
-                else:
-                    under = region[piece]
-                    under = under[under > 0]
-                    if under.size:
-                        if under.size > self.max_overlap * piece_area:
-                            continue
-                        hidden = np.bincount(under, minlength=len(areas))
-                        if np.any(hidden[1:] > self.max_overlap * np.asarray(areas[1:])):
-                            continue
-                region[piece] = len(areas)
-                areas.append(piece_area)
-                if blocked is not None:
-                    # The window is the box cut by the canvas: the box keeps an empty margin, so
-                    # dilating the window equals cutting the dilated box.
-                    blocked[ya:yb, xa:xb] |= cv2.dilate(piece.view(np.uint8), _KERNEL3).astype(bool)
+                if not self._fits(labels, blocked, areas, piece, piece_area, ya, xa, yb, xb):
+                    continue
+                self._put(labels, blocked, areas, centres, piece, piece_area, ya, xa, yb, xb)
                 break
         if self.overlap != "any" and min(areas[1:], default=self.min_area) >= self.min_area:
             return labels  # nothing was hidden and nothing is too small: labels are already 1..N
         return drop_small_and_renumber(labels, self.min_area)
 
+    def _fits(self, labels, blocked, areas, piece, piece_area, ya, xa, yb, xb) -> bool:
+        """Whether ``piece`` may go at ``[ya:yb, xa:xb]`` under the overlap policy."""
+        region = labels[ya:yb, xa:xb]
+        if self.overlap == "none":
+            return not blocked[ya:yb, xa:xb][piece].any()
+        if self.overlap == "touch":
+            return not region[piece].any()
+        under = region[piece]
+        under = under[under > 0]
+        if under.size:
+            if under.size > self.max_overlap * piece_area:
+                return False
+            hidden = np.bincount(under, minlength=len(areas))
+            if np.any(hidden[1:] > self.max_overlap * np.asarray(areas[1:])):
+                return False
+        return True
+
+    @staticmethod
+    def _put(labels, blocked, areas, centres, piece, piece_area, ya, xa, yb, xb) -> None:
+        region = labels[ya:yb, xa:xb]
+        region[piece] = len(areas)
+        areas.append(piece_area)
+        ys, xs = np.nonzero(piece)
+        centres.append((ya + float(ys.mean()), xa + float(xs.mean())))
+        if blocked is not None:
+            # The window is the box cut by the canvas: the box keeps an empty margin, so
+            # dilating the window equals cutting the dilated box.
+            blocked[ya:yb, xa:xb] |= cv2.dilate(piece.view(np.uint8), _KERNEL3).astype(bool)
+
+    def _attach(self, labels, blocked, areas, centres, whole, rng, angle: float) -> bool:
+        """Put ``whole`` (the warped shape's box) against a random placed object: start with its
+        box centred on that object's centroid and step one pixel at a time along ``angle`` (a
+        fraction of a turn) to the first place that fits. False when the ray leaves the canvas
+        (or only grazes it) first."""
+        size = self.size
+        oh, ow = whole.shape
+        if np.count_nonzero(whole) < self.min_area:
+            return False
+        anchor = int(rng.integers(1, len(areas)))
+        cy, cx = centres[anchor]
+        dy, dx = math.sin(2 * math.pi * angle), math.cos(2 * math.pi * angle)
+        for r in range(2 * size):
+            y0 = int(round(cy + r * dy - oh / 2.0))
+            x0 = int(round(cx + r * dx - ow / 2.0))
+            ya, xa = max(y0, 0), max(x0, 0)
+            yb, xb = min(y0 + oh, size), min(x0 + ow, size)
+            if ya >= yb or xa >= xb:
+                return False
+            piece = whole[ya - y0 : yb - y0, xa - x0 : xb - x0]
+            piece_area = int(np.count_nonzero(piece))
+            if piece_area < self.min_area:
+                if ya == 0 or xa == 0 or yb == size or xb == size:
+                    return False  # sliding off the canvas: what is left would be dropped
+                continue
+            if self._fits(labels, blocked, areas, piece, piece_area, ya, xa, yb, xb):
+                if not self.border_truncation and (y0 < 0 or x0 < 0 or y0 + oh > size or x0 + ow > size):
+                    return False
+                self._put(labels, blocked, areas, centres, piece, piece_area, ya, xa, yb, xb)
+                return True
+        return False
+
     def draw_range(self, seed: int, start: int, stop: int) -> list[np.ndarray]:
         return [self.draw(seed, i) for i in range(start, stop)]
+
+
+CALIBRATION_ATTACH = (0.0, 0.25, 0.5, 0.75, 1.0)
+CALIBRATION_CANVASES = 64  # per attach value: ~0.5 s in all at 128 px
+CALIBRATION_SEED = 7_919  # a stream of its own: the calibration never depends on masks.seed
+
+
+def touching_fraction(masks: list[np.ndarray]) -> float:
+    """Fraction of all objects of ``masks`` that touch another object (8-adjacency)."""
+    from .stats import touching_neighbour_counts
+
+    touching = total = 0
+    for m in masks:
+        labels = np.unique(m)
+        labels = labels[labels > 0]
+        touching += int(np.count_nonzero(touching_neighbour_counts(m, labels)))
+        total += len(labels)
+    return touching / total if total else 0.0
+
+
+def calibrated_attach(sampler: PlacementSampler, targets: np.ndarray) -> np.ndarray:
+    """Per real image: the attach probability at which placement canvases hold the same fraction
+    of touching objects as the real objects of that image's shape pool (``targets``).
+
+    How attaching turns into touching depends on the set (a canvas of two objects can only show
+    one contact, shapes cut by the border lose theirs, chance contacts add some), so the mapping
+    is measured, not derived: a few canvases at each of ``CALIBRATION_ATTACH`` from a fixed stream,
+    then linear interpolation of the (made monotone) curve. Targets above what attaching every
+    shape reaches get 1."""
+    measured = []
+    for p in CALIBRATION_ATTACH:
+        sampler.attach = np.full(len(sampler.rates), p)
+        measured.append(touching_fraction(sampler.draw_range(CALIBRATION_SEED, 0, CALIBRATION_CANVASES)))
+    sampler.attach = None
+    curve = np.maximum.accumulate(np.array(measured))
+    if curve[-1] <= curve[0]:  # attaching changes nothing here (shapes never fit side by side)
+        return np.zeros(len(targets))
+    return np.interp(targets, curve, np.array(CALIBRATION_ATTACH), left=0.0, right=1.0)
 
 
 def _shape_pools(bank: ShapeBank, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:

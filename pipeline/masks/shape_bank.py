@@ -4,8 +4,9 @@ random-placement generator how many objects to draw and which shapes to draw mor
 Two tables come out of the training masks:
 
 * ``shapes``: one row per object (>= ``min_area`` px): area, perimeter, equivalent diameter, aspect
-  ratio (major / minor axis), solidity, whether it touches the image border, source image, tight
-  bounding box, and a sampling ``weight`` (see :func:`_edge_weights`);
+  ratio (major / minor axis), solidity, whether it touches the image border, how many other objects
+  it touches (8-adjacent pixels; placement's ``masks.clustering`` copies how often that happens),
+  source image, tight bounding box, and a sampling ``weight`` (see :func:`_edge_weights`);
 * ``images``: one row per training mask: size, object count, coverage and *density* (objects per
   pixel) -- density, not count, so a canvas of another size gets a proportionate number of objects.
 
@@ -24,8 +25,9 @@ from skimage.measure import regionprops
 from ..config import ShapeBankConfig
 from ..errors import InputError
 from ..io import read_json, write_json, write_npz, write_parquet
+from .stats import touching_neighbour_counts
 
-BANK_FORMAT = 1
+BANK_FORMAT = 2  # 2: shapes carry touching_neighbours
 
 
 @dataclass
@@ -83,6 +85,9 @@ class ShapeBank:
             flat = np.unpackbits(z["flat"], count=int(z["n_bits"])).astype(bool)
             dims, offsets = z["dims"], z["offsets"]
         crops = [flat[offsets[i] : offsets[i + 1]].reshape(dims[i]) for i in range(len(dims))]
+        if meta.get("format") != BANK_FORMAT:
+            raise InputError(f"{bank_dir}: shape bank format {meta.get('format')}, this version reads {BANK_FORMAT}; "
+                             "build it again (synth-pretrain shape-bank)")
         return cls(
             shapes=pd.read_parquet(bank_dir / "shapes.parquet"),
             crops=crops,
@@ -138,10 +143,11 @@ def build_shape_bank(
         h, w = mask.shape
         kept_area = 0
         n = 0
-        for region in regionprops(mask.astype(np.int32)):
+        regions = [r for r in regionprops(mask.astype(np.int32)) if int(r.area) >= cfg.min_area]
+        # how many other kept objects touch each one: placement's clustering matches this
+        neighbours = touching_neighbour_counts(mask, np.array([r.label for r in regions], np.int64))
+        for region, touching in zip(regions, neighbours):
             area = int(region.area)
-            if area < cfg.min_area:
-                continue
             r0, c0, r1, c1 = region.bbox
             major, minor = float(region.axis_major_length), float(region.axis_minor_length)
             rows.append(
@@ -154,6 +160,7 @@ def build_shape_bank(
                     "aspect_ratio": major / max(minor, 1.0),
                     "solidity": float(region.solidity),
                     "touches_border": bool(r0 == 0 or c0 == 0 or r1 == h or c1 == w),
+                    "touching_neighbours": int(touching),
                     "bbox_r0": r0,
                     "bbox_c0": c0,
                     "bbox_h": r1 - r0,
@@ -170,7 +177,7 @@ def build_shape_bank(
         )
     shapes = pd.DataFrame(rows, columns=[
         "image_id", "label", "area", "perimeter", "equivalent_diameter", "aspect_ratio", "solidity",
-        "touches_border", "bbox_r0", "bbox_c0", "bbox_h", "bbox_w", "image_h", "image_w",
+        "touches_border", "touching_neighbours", "bbox_r0", "bbox_c0", "bbox_h", "bbox_w", "image_h", "image_w",
     ])
     if len(shapes) > cfg.max_shapes:  # a uniform, fixed subsample keeps the distribution
         keep = np.sort(np.random.default_rng(0).choice(len(shapes), cfg.max_shapes, replace=False))
