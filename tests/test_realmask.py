@@ -176,3 +176,20 @@ def test_store_is_independent_of_shards_and_resumes(tmp_path):
 def test_no_real_masks_is_a_user_error(tmp_path):
     with pytest.raises(InputError, match="no real training masks"):
         write_realmask_masks([], tmp_path / "s", _cfg(), count=2, seed=0, min_area=MIN_AREA, progress=False)
+
+
+def test_min_objects_fills_layouts_of_a_rare_object_set():
+    """One small object in one of eight real masks (a defect set): without a floor nearly every
+    layout is empty; with masks.min_objects=1 every one holds the object, and the floor changes
+    nothing for min_objects 0 (same masks as before)."""
+    one = np.zeros((96, 96), np.int32)
+    one[40:52, 30:44] = 1
+    real = [one] + [np.zeros((96, 96), np.int32)] * 7
+    plain = generate_realmask_masks(real, _cfg(realmask_mosaic=0.0), seed=0, indices=range(40), min_area=MIN_AREA)
+    floored = generate_realmask_masks(real, _cfg(realmask_mosaic=0.0, min_objects=1), seed=0, indices=range(40),
+                                      min_area=MIN_AREA)
+    assert sum(m.max() > 0 for m in plain) < 10
+    assert all(m.max() >= 1 for m in floored)
+    again = generate_realmask_masks(real, _cfg(realmask_mosaic=0.0, min_objects=1), seed=0, indices=[7],
+                                    min_area=MIN_AREA)
+    assert np.array_equal(again[0], floored[7])
