@@ -125,6 +125,7 @@ class GeneratorConfig(Section):
     # pixel L1 to the paired real image (pix2pix's term; 0 = the SPADE paper's losses only). With
     # ~100 pairs and a CPU step budget it gives meaningful images far sooner than feature matching.
     lambda_l1: float = Field(0.0, ge=0.0)
+    pix2pix_lambda_l1: float = Field(100.0, ge=0.0)  # pix2pix's own L1 weight (the paper's 100)
     num_d: int = Field(2, ge=1, le=3)  # discriminator scales
     light: bool = True  # U-GAT-IT light mode
     checkpoint_every: int = Field(250, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from test_generators_base import toy_pairs
 from typer.testing import CliRunner
@@ -15,13 +16,14 @@ torch.set_num_threads(1)
 TINY = ["generator.channels=4", "generator.image_size=32", "generator.steps=2", "runtime.progress=false", "runtime.device=cpu"]
 
 
-def test_train_then_generate(tmp_path):
+@pytest.mark.parametrize("model", ["spade", "pix2pix"])
+def test_train_then_generate(tmp_path, model):
     set_dir = tmp_path / "set"
     for i, (img, mask) in enumerate(toy_pairs(8, 40, 48)):
         write_png(set_dir / "images" / f"p{i}.png", (img[:, :, 0] * 255).astype(np.uint8))
         write_png(set_dir / "masks" / f"p{i}.png", mask.astype(np.uint8))
     runner = CliRunner()
-    res = runner.invoke(app, ["train-generator", "--set", str(set_dir), "--model", "spade", "--out", str(tmp_path / "g"), "--config", "smoke", *TINY])
+    res = runner.invoke(app, ["train-generator", "--set", str(set_dir), "--model", model, "--out", str(tmp_path / "g"), "--config", "smoke", *TINY])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "g" / "final.pt").is_file()
 

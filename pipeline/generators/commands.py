@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def train_generator_cmd(
         set_dir: Path = typer.Option(..., "--set", help="labeled-set folder (images/, masks/)"),
-        model: str = typer.Option("spade", "--model", help="spade | ugatit"),
+        model: str = typer.Option("spade", "--model", help="spade | ugatit | pix2pix"),
         out: Path = typer.Option(..., "--out", help="run folder; an existing one is resumed"),
         config: str = typer.Option("default", "--config", help="config name (smoke/default/full) or YAML path"),
         judge: Path = typer.Option(None, "--judge", help="a finished real_only arm folder (metrics.json, best.pt) of "

@@ -11,7 +11,7 @@ each a cached stage:
 
 The methods:
 
-* ``spade``, ``ugatit``  trained mask-to-image generators (the architectures are in
+* ``spade``, ``ugatit``, ``pix2pix``  trained mask-to-image generators (the architectures are in
   :data:`pipeline.generators.registry.GENERATORS`, one folder each);
 * ``copypaste``          no training: real objects, cut by their own masks, pasted where the
   synthetic masks put objects, over real backgrounds (generators/copypaste.py);
@@ -95,6 +95,7 @@ SYNTHESIS_METHODS: dict[str, SynthesisMethod] = {
     for m in [
         SynthesisMethod("spade", "SPADE generator (Park et al. 2019)", _train, _generate, trained=True),
         SynthesisMethod("ugatit", "U-GAT-IT generator (Kim et al. 2020)", _train, _generate, trained=True),
+        SynthesisMethod("pix2pix", "pix2pix generator (Isola et al. 2017)", _train, _generate, trained=True),
         SynthesisMethod("copypaste", "real objects pasted onto the synthetic masks", _copypaste_bank, _copypaste,
                         trained=False),
         SynthesisMethod("simple_copypaste", "objects of one real pair pasted into another (Ghiasi et al. 2021)",

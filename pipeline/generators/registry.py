@@ -5,12 +5,14 @@ from __future__ import annotations
 from ..config import GeneratorConfig
 from ..errors import InputError
 from .base import GeneratorModel
+from .pix2pix import Pix2PixModel
 from .spade import SPADEModel
 from .ugatit import UGATITModel
 
 GENERATORS: dict[str, type[GeneratorModel]] = {
     "spade": SPADEModel,
     "ugatit": UGATITModel,
+    "pix2pix": Pix2PixModel,
 }
 
 
