@@ -117,7 +117,10 @@ class GeneratorConfig(Section):
     beta2: float | None = Field(None, ge=0.0, lt=1.0)
     ema: float = Field(0.999, ge=0.0, lt=1.0)
     diffaug: str = "color,translation,cutout"  # empty string disables
-    use_vae: bool = False
+    # SPADE's style encoder (a VAE: each synthetic image takes the look of a real one). "auto": on
+    # when the training images differ in look (generators/appearance.py: EMPS and magnetic tiles
+    # do, the demo set does not); the decision and its numbers go into the generator's options.json.
+    use_vae: bool | Literal["auto"] = "auto"
     vgg_weights: str | None = None  # local VGG19 weights file for the perceptual loss (no downloads)
     lambda_feat: float = 10.0
     lambda_vgg: float = 10.0

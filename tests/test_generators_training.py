@@ -245,3 +245,21 @@ def test_judge_layouts_are_fixed_held_out_crops_with_objects():
     assert same["l1_to_real"] == 0 and same["std_ratio"] == pytest.approx(1.0)
     flat = realism_numbers([np.full_like(img, 0.5) for img, _ in layouts], [img for img, _ in layouts])
     assert flat["std_ratio"] == 0 and flat["gradient_w1"] > 0
+
+
+def test_use_vae_auto_follows_how_much_the_images_differ_in_look(tmp_path):
+    """use_vae: auto gives SPADE its style encoder when the training images differ in brightness,
+    not when they share one look; the decision and its numbers are in options.json."""
+    from pipeline.generators.appearance import appearance_spread, images_differ_in_look
+
+    same = toy_pairs(4, 32, 32)
+    varied = [(np.clip(img * scale, 0, 1).astype(np.float32), m) for (img, m), scale in zip(same, (0.3, 0.6, 1.0, 1.4))]
+    assert not images_differ_in_look(appearance_spread([i for i, _ in same]))
+    assert images_differ_in_look(appearance_spread([i for i, _ in varied]))
+    for name, pairs, expected in (("same", same, 0), ("varied", varied, 1)):
+        cfg = make_cfg(steps=1, use_vae="auto", checkpoint_every=100, sample_every=100)
+        final = load_torch(train_generator(cfg, pairs, tmp_path / name, progress=False))
+        options = read_json(tmp_path / name / "options.json")
+        assert options["use_vae_auto"]["use_vae"] is bool(expected)
+        assert options["generator"]["use_vae"] is bool(expected)
+        assert any(k.startswith("netE.") for k in final["model"]) is bool(expected)

@@ -489,9 +489,17 @@ def train_generator(
             raise InputError(f"{judge}: a judge needs the validation pairs to draw its layouts from (none given)")
         judge = load_judge(Path(judge), cfg, val_pairs, device)
     out_dir.mkdir(parents=True, exist_ok=True)
+    look = None
+    if cfg.generator.use_vae == "auto":
+        from .appearance import appearance_spread, images_differ_in_look
+
+        look = appearance_spread([img for img, _ in train_pairs])
+        look["use_vae"] = images_differ_in_look(look)
+        cfg = cfg.model_copy(update={"generator": cfg.generator.model_copy(update={"use_vae": look["use_vae"]})})
     trainer = _Trainer(cfg, train_pairs, out_dir, device, progress and cfg.runtime.progress, judge)
     options = {
         "generator": cfg.generator.model_dump(mode="json"),
+        "use_vae_auto": look,  # the numbers behind use_vae: auto (None when it was set)
         "adam_betas": list(trainer.betas),
         "out_channels": trainer.channels,
         "n_train_pairs": len(train_pairs),

@@ -25,9 +25,12 @@ class SPADEModel(GeneratorModel):
     def __init__(self, in_mask_channels: int, out_channels: int, cfg: GeneratorConfig, spade_norm: str = "instance"):
         super().__init__(in_mask_channels, out_channels, cfg)
         nf = cfg.channels
-        self._z_dim = 8 * nf if cfg.use_vae else 0  # paper: 256 with nf = 64
+        # "auto" is decided from the training images before a model is built (train_generator);
+        # a model built straight from a config without that decision has no encoder.
+        use_vae = cfg.use_vae is True
+        self._z_dim = 8 * nf if use_vae else 0  # paper: 256 with nf = 64
         self.netG = SPADEGenerator(in_mask_channels, out_channels, nf, self._z_dim, spade_norm)
-        self.netE = ConvEncoder(out_channels, nf, self._z_dim) if cfg.use_vae else None
+        self.netE = ConvEncoder(out_channels, nf, self._z_dim) if use_vae else None
         self.netD = MultiscaleDiscriminator(in_mask_channels + out_channels, nf, cfg.num_d)
         for net in (self.netG, self.netE, self.netD):
             if net is not None:
