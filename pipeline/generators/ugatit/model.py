@@ -6,7 +6,10 @@ Both generators take ``max(mask, image)`` channels (inputs zero-padded) so that 
 G_A2B(b) ~ b is defined although the domains have different channel counts.
 
 Losses per the paper: LSGAN adversarial (global + local D, each with a CAM logit), cycle x10,
-identity x10, generator CAM x1000 (BCE), discriminator CAM x1 (LSGAN, adversarial weight).
+generator CAM x1000 (BCE), discriminator CAM x1 (LSGAN, adversarial weight). The paper's identity
+loss (x10) is ``generator.ugatit_identity``, 0 by default: it asks G_A2B to return an image fed to
+it unchanged, which between masks and images teaches G_A2B to copy its input's first channel (the
+foreground map) to the output, a pass-through (docs/generators.md, "U-GAT-IT for masks").
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from ..base import GeneratorModel, check_size, init_weights
 from ..losses import lsgan
 from .networks import CAMDiscriminator, ResnetGenerator
 
-ADV_WEIGHT, CYCLE_WEIGHT, IDENTITY_WEIGHT, CAM_WEIGHT = 1.0, 10.0, 10.0, 1000.0
+ADV_WEIGHT, CYCLE_WEIGHT, CAM_WEIGHT = 1.0, 10.0, 1000.0
+PAPER_IDENTITY_WEIGHT = 10.0  # generator.ugatit_identity to train as the paper does
 
 
 class UGATITModel(GeneratorModel):
@@ -102,8 +106,10 @@ class UGATITModel(GeneratorModel):
         fake_a, fake_a_cam, _ = self.genB2A(self._pad(real_b))
         cyc_a = self.genB2A(self._pad(fake_b))[0]
         cyc_b = self.genA2B(self._pad(fake_a))[0]
+        # The identity pass also gives the CAM loss its "same domain" term, so it runs either way.
         id_a, id_a_cam, _ = self.genB2A(self._pad(real_a))
         id_b, id_b_cam, _ = self.genA2B(self._pad(real_b))
+        identity_weight = self.cfg.ugatit_identity
         out = {}
         for dom, real, fake, cyc, idt, cam_other, cam_same, dg, dl, pol in (
             ("a", real_a, fake_a, cyc_a, id_a, fake_a_cam, id_a_cam, self.disGA, self.disLA, self.mask_policy),
@@ -116,7 +122,8 @@ class UGATITModel(GeneratorModel):
                 adv = adv + lsgan(f_logit.float(), 1.0) + lsgan(f_cam.float(), 1.0)
             out[f"g_adv_{dom}"] = ADV_WEIGHT * adv
             out[f"g_cycle_{dom}"] = CYCLE_WEIGHT * F.l1_loss(cyc.float(), real.float())
-            out[f"g_identity_{dom}"] = IDENTITY_WEIGHT * F.l1_loss(idt.float(), real.float())
+            if identity_weight:
+                out[f"g_identity_{dom}"] = identity_weight * F.l1_loss(idt.float(), real.float())
             cam = F.binary_cross_entropy_with_logits(cam_other.float(), torch.ones_like(cam_other, dtype=torch.float32))
             cam = cam + F.binary_cross_entropy_with_logits(cam_same.float(), torch.zeros_like(cam_same, dtype=torch.float32))
             out[f"g_cam_{dom}"] = CAM_WEIGHT * cam
