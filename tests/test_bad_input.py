@@ -100,6 +100,30 @@ def test_truncated_and_damaged_png(tmp_path, capfd):
     assert capfd.readouterr() == ("", "")  # no "libpng error: ..." line
 
 
+def test_another_threads_log_line_during_a_decode_is_not_the_files_damage(tmp_path, capfd, monkeypatch):
+    """A Dask worker logged "... WARNING ... CancelledError" while a good PNG was being decoded and
+    the PNG was called corrupt. Time-stamped log lines and tracebacks written to stderr meanwhile are
+    other threads' output: passed on to stderr, never attributed to the file."""
+    import pipeline.data.images as images
+
+    (tmp_path / "good.png").write_bytes(_png_bytes(_texture()))
+    real = images.cv2.imdecode
+    lines = [b"00:42:06.437 | ERROR   | Task run failed: corrupt state, CancelledError\n",
+             b"2026-12-01 00:42:06,427 - distributed.worker - WARNING - Async instruction ended with CancelledError\n",
+             b"Traceback (most recent call last): error\n"]
+
+    def noisy_imdecode(buf, flags):
+        for line in lines:
+            os.write(2, line)
+        return real(buf, flags)
+
+    monkeypatch.setattr(images.cv2, "imdecode", noisy_imdecode)
+    arr = decode(tmp_path / "good.png")
+    assert arr.shape[:2] == _texture().shape[:2]
+    err = capfd.readouterr().err
+    assert all(line.decode().strip() in err for line in lines)
+
+
 def test_file_content_must_match_its_extension(tmp_path):
     (tmp_path / "j.png").write_bytes(_jpeg_bytes(_texture()))
     with pytest.raises(InputError, match=r"j\.png: not a PNG file \(looks like JPEG data\)"):

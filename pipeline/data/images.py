@@ -230,6 +230,11 @@ _stderr_lock = threading.Lock()
 _DAMAGE = re.compile(r"corrupt|premature|error|invalid|bogus|bad |truncat|incomplete|not enough|unexpected", re.I)
 _DECODER_LINE = re.compile(r"jpeg|png|tiff|corrupt|premature|marker|huffman|warn|error|bogus|invalid|incomplete|"
                            r"extraneous|data segment|scan|chunk|crc|tag|directory", re.I)
+# Another thread's log line (Prefect "00:42:06.437 | ERROR | ...", logging / Dask "2026-12-01
+# 00:42:06,427 - ... WARNING ...") or a Python traceback written while a decoder's output is being
+# captured. No C decoder starts a message with a time stamp; without this, a Dask worker's
+# "CancelledError" warning made a good PNG "corrupt" and failed a whole training arm.
+_OTHER_THREAD = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}[ T])?\d{1,2}:\d{2}:\d{2}([.,]\d+)?\b|^\s*(Traceback |File \")")
 
 
 @contextmanager
@@ -260,7 +265,7 @@ def _native_stderr() -> Iterator[list[str]]:
         for line in text.splitlines():
             if not line.strip():
                 continue
-            if _DECODER_LINE.search(line):
+            if _DECODER_LINE.search(line) and not _OTHER_THREAD.search(line):
                 lines.append(line.strip())
             else:
                 os.write(2, (line + "\n").encode())
