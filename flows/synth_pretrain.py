@@ -109,6 +109,23 @@ def _stage_setup(cfg: Config) -> None:
     threads = cfg.runtime.threads or dask_cpu_share()
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    if os.environ.get(_BARS_OFF) == "1":
+        cfg.runtime.progress = False  # this task's own copy of the config (not in any stage key)
+
+
+# Side-by-side Dask workers write their tqdm bars onto one terminal line, which reads as noise (two
+# arms' bars interleaved, carriage returns filling a log file). Their bars are off; each evaluation's
+# log line (step, loss, validation F1, best so far), named by its task, carries the progress, and the
+# Prefect UI's progress artifacts still move.
+_BARS_OFF = "SYNTH_PRETRAIN_WORKER_BARS_OFF"
+
+
+def _one_line_progress_in_dask_workers() -> None:
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ[_BARS_OFF] = "1"
+    dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
 
 
 @contextmanager
@@ -242,6 +259,8 @@ def make_task_runner(cfg: Config):
         from prefect_dask import DaskTaskRunner
 
         _keep_malloc_default_in_dask_workers()
+        if not rt.dask_address and rt.dask_workers > 1:
+            _one_line_progress_in_dask_workers()
         if rt.dask_address:
             return DaskTaskRunner(address=rt.dask_address)
         return DaskTaskRunner(

@@ -230,3 +230,29 @@ def test_local_dask_workers_keep_glibc_malloc_default():
     environ = dask.config.get("distributed.nanny.pre-spawn-environ")
     assert "MALLOC_TRIM_THRESHOLD_" not in environ
     assert str(environ.get("OMP_NUM_THREADS")) == "1"  # one thread per worker process stays
+
+
+def test_side_by_side_dask_workers_log_lines_instead_of_bars(monkeypatch):
+    """Two workers' tqdm bars share one terminal line: with several local workers each task turns its
+    bars off (its evaluation log lines carry the progress); with one worker the bar stays."""
+    import dask
+
+    import flows.synth_pretrain as flow
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+        flow.make_task_runner(load_config("smoke", ["runtime.task_runner=dask", "runtime.dask_workers=1"]))
+        assert flow._BARS_OFF not in dask.config.get("distributed.nanny.pre-spawn-environ")
+        flow.make_task_runner(load_config("smoke", ["runtime.task_runner=dask", "runtime.dask_workers=2"]))
+        environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    import torch
+
+    threads = torch.get_num_threads()  # _stage_setup sets the task's torch threads: restored below
+    try:
+        cfg = load_config("smoke")
+        flow._stage_setup(cfg)
+        assert cfg.runtime.progress  # not in a worker: bars as configured
+        monkeypatch.setenv(flow._BARS_OFF, environ[flow._BARS_OFF])  # what the nanny gives a worker
+        flow._stage_setup(cfg)
+        assert not cfg.runtime.progress
+    finally:
+        torch.set_num_threads(threads)
