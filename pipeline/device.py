@@ -60,6 +60,12 @@ def uses_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
+def precision_name(device: torch.device, enabled: bool = True) -> str:
+    """"bf16" or "fp32": what :func:`autocast` runs on ``device``, written into training records
+    (precision is a runtime choice outside the stage keys, so a run folder must say which it was)."""
+    return "bf16" if enabled and uses_bf16(device) else "fp32"
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast where :func:`uses_bf16` says so (no loss scaling needed with bf16); else a no-op.
     ``enabled``: the stage's own switch (``segmentation.amp``, ``generator.amp``)."""

@@ -168,6 +168,9 @@ def test_without_a_judge_training_runs_its_steps(tmp_path):
     info = read_json(tmp_path / "run" / "training.json")
     assert final["step"] == final["ema_step"] == 4 and final["best_ema"] is None
     assert info["stop_reason"] == "cap" and info["best_step"] is None and info["judge"] is None
+    from pipeline.device import precision_name  # which precision ran: not in the stage key, so recorded
+
+    assert info["precision"] == precision_name(torch.device("cpu"), cfg.generator.amp)
     assert not (tmp_path / "run" / "eval.csv").exists()
     assert read_json(tmp_path / "run" / "options.json")["adam_betas"] == [0.0, 0.9]  # SPADE's paper values
 

@@ -19,7 +19,8 @@ def run_dir(tmp_path):
     for seed, (b, p, lb) in enumerate([(0.50, 0.56, 0.52), (0.52, 0.55, 0.50), (0.48, 0.47, 0.49)]):
         for arm, f1 in (("real_only", b), ("pretrained:spade", p), ("joint:spade", lb)):
             rows.append({"row": "seed", "arm": arm, "seed": seed, "n_real": 100, "f1": f1, "precision": f1 + 0.05,
-                         "recall": f1 - 0.05, "train_steps": 400 + seed, "train_stop": "patience", "arm_seconds": 60.0})
+                         "recall": f1 - 0.05, "train_steps": 400 + seed, "train_stop": "patience", "train_precision": "bf16",
+                         "arm_seconds": 60.0})
     verdict = {"row": "verdict", "arm": "pretrained:spade", "n_real": 100, "word": "no detectable difference",
                "sentence": "No detectable difference: pretrained:spade with 100 real pairs vs real_only, made up here."}
     pd.DataFrame([verdict, *rows]).to_csv(tmp_path / "results.csv", index=False)
@@ -47,7 +48,7 @@ def test_report_is_self_contained_says_procedural_and_leads_with_the_verdict(run
     md_text = md.read_text()
     assert md_text.index("made up here") < md_text.index("| real pairs |")
     assert "| 100 | spade pairs: synthetic pretraining, then real fine-tuning | 3 | 52.7 ± 4.9" in md_text
-    assert "train: 401 steps (400–402), all on patience" in md_text
+    assert "train: 401 steps (400–402), all on patience, bf16" in md_text  # the precision it ran in
 
 
 def test_markdown_table(run_dir):

@@ -52,7 +52,7 @@ def trained(cfg, data, tmp_path_factory):
     return best
 
 
-def test_short_training_learns_and_writes_outputs(trained):
+def test_short_training_learns_and_writes_outputs(cfg, trained):
     out = trained.parent
     log = pd.read_csv(out / "log.csv")
     assert list(log["step"]) == [10, 20, 30]
@@ -60,6 +60,10 @@ def test_short_training_learns_and_writes_outputs(trained):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["best_val_f1"] == pytest.approx(log["val_f1"].max())
     assert metrics["best_step"] == int(log.loc[log["val_f1"] == log["val_f1"].max(), "step"].max())  # ties -> later
+    # bf16 or fp32 is a runtime choice outside the stage key: the record says which one ran
+    from pipeline.device import precision_name
+
+    assert metrics["precision"] == precision_name(torch.device("cpu"), cfg.segmentation.amp)
     model, meta = load_segmentation_model(trained)
     assert meta["target"] == "boundary" and meta["in_channels"] == 1
 

@@ -41,7 +41,7 @@ import torch
 
 from .. import rng
 from ..config import Config, GeneratorConfig
-from ..device import autocast, configure, pick_device
+from ..device import autocast, configure, pick_device, precision_name
 from ..errors import InputError
 from ..io import load_torch, read_json, save_torch, write_json, write_png, write_text
 from .base import MASK_CHANNELS, GeneratorModel, mask_to_input
@@ -371,6 +371,7 @@ class _Trainer:
             "min_steps": self.g.min_steps,
             "eval_every": self.g.eval_every,
             "time_s": round(self.elapsed(), 2),
+            "precision": precision_name(self.device, self.g.amp),
             "judge": getattr(self.judge, "identity", None) if self.judge is not None else None,
         })
         return final

@@ -326,8 +326,11 @@ def _plateau_rows(results: pd.DataFrame) -> list[dict]:
             if steps.empty:
                 continue
             caps = int((stops == "cap").sum())
+            # bf16 or fp32 (runtime.precision: auto follows the CPU): a runtime choice, not in the stage key
+            precision = sorted(set(g[f"{ph}_precision"].dropna())) if f"{ph}_precision" in g.columns else []
             parts.append(f"{ph}: {int(steps.median())} steps ({steps.min()}–{steps.max()}), "
-                         + ("all on patience" if caps == 0 else f"<b>{caps} of {len(stops)} at the cap</b>"))
+                         + ("all on patience" if caps == 0 else f"<b>{caps} of {len(stops)} at the cap</b>")
+                         + (f", {' / '.join(precision)}" if precision else ""))
         # training time of every phase, including time spent before a resume (an arm's own call time,
         # arm_seconds, only counts the last call); arm_seconds where a result predates phase times
         seconds = [f"{ph}_seconds" for ph in phases if f"{ph}_seconds" in g.columns]

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from .. import rng
 from ..config import Config
 from ..data.images import InputError
-from ..device import autocast, configure, pick_device
+from ..device import autocast, configure, pick_device, precision_name
 from ..hashing import json_hash
 from ..io import load_torch, load_user_torch, save_torch, write_json, write_text
 from .dataset import InfiniteSampler, RealPairsDataset
@@ -537,6 +537,7 @@ def train_segmentation(
             "time_s": elapsed,
             "images_per_s_with_validation": step * batch_size / max(1e-9, elapsed),
             "device": str(device),
+            "precision": precision_name(device, seg.amp),
             **meta,
         },
     )
