@@ -20,6 +20,9 @@ reference's ``label_nc=1`` plus its instance-edge channel), ``spectralspadeinsta
    spectral norm live (the discriminator is the same PatchGAN family on both sides and left out).
 4. **GFLOP/s** from ``torch.utils.flop_counter`` and the machine's measured peak (the median of
    large fp32 matmuls in the same run), so "% of peak" is against this machine, not a datasheet.
+5. **bf16** (``--bf16 auto``: where the CPU has AVX512_BF16 / AMX, as the product decides): both
+   generators again under bf16 autocast, inference and training step, against the bf16 matmul
+   peak; and how far our bf16 images are from our fp32 images.
 """
 
 from __future__ import annotations
@@ -108,8 +111,8 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     t = statistics.median(timed(lambda: a @ b, repeats))
     return 2 * n**3 / t / 1e9
@@ -132,6 +135,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--train-repeats", type=int, default=3)
+    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="also time both under bf16 autocast (auto: where the CPU has AVX512_BF16 / AMX)")
     ap.add_argument("--out", default="bench/results/spade_reference.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -140,8 +145,13 @@ def main() -> None:
     from pipeline.generators.spade.networks import SPADEGenerator as OurSPADE
 
     RefSPADE = load_reference(args.reference)
+    from pipeline.device import cpu_has_native_bf16
+
+    bf16 = {"auto": cpu_has_native_bf16(), "on": True, "off": False}[args.bf16]
     peak = peak_gflops()
-    print(f"torch {torch.__version__}, {args.threads} threads, measured fp32 matmul peak {peak:.1f} GFLOP/s")
+    peak_bf16 = peak_gflops(dtype=torch.bfloat16) if bf16 else float("nan")
+    print(f"torch {torch.__version__}, {args.threads} threads, measured matmul peak {peak:.1f} GFLOP/s fp32"
+          + (f", {peak_bf16:.1f} bf16" if bf16 else ""))
     rows = []
     for ngf in args.ngf:
         torch.manual_seed(0)
@@ -160,13 +170,24 @@ def main() -> None:
                 torch.nn.functional.l1_loss(model(x), target).backward()
             return run
 
-        step(ref)()
-        step(ours)()
-        t_ref, t_ours = [], []
-        for _ in range(args.train_repeats):  # alternate, so drifting load hits both
-            t_ref += timed(step(ref), 1)
-            t_ours += timed(step(ours), 1)
-        row["train_step_s"] = {"reference": statistics.median(t_ref), "ours": statistics.median(t_ours)}
+        def step_bf16(model):
+            def run():
+                model.zero_grad(set_to_none=True)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out = model(x)
+                torch.nn.functional.l1_loss(out.float(), target).backward()
+            return run
+
+        fns = {"reference": step(ref), "ours": step(ours)}
+        if bf16:
+            fns |= {"reference_bf16": step_bf16(ref), "ours_bf16": step_bf16(ours)}
+        for fn in fns.values():
+            fn()
+        t = {k: [] for k in fns}
+        for _ in range(args.train_repeats):  # alternate, so drifting load hits all
+            for k, fn in fns.items():
+                t[k] += timed(fn, 1)
+        row["train_step_s"] = {k: statistics.median(v) for k, v in t.items()}
 
         # --- same function, then inference ---
         ref, ours = fold_reference(ref.eval()), fold_spectral_norm(ours.eval())
@@ -195,8 +216,27 @@ def main() -> None:
                 variants[f"{side}_{layout}"] = {
                     "images_per_s": ips, "gflop_per_s": ips * row["gflop_per_image"],
                     "percent_of_peak": 100 * ips * row["gflop_per_image"] / peak}
+        if bf16:  # what the product runs where the CPU does bf16 natively (runtime.precision: auto)
+            xi = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                low = ours(xi).float()
+                ref(xi)  # warm-up
+                a, b = [], []
+                for _ in range(args.repeats):
+                    a += timed(lambda: ref(xi), 1)
+                    b += timed(lambda: ours(xi), 1)
+            with torch.inference_mode():
+                high = ours(xi).float()
+            row["ours_bf16_vs_fp32"] = {"max_abs_diff": float((low - high).abs().max()),
+                                        "mean_abs_diff": float((low - high).abs().mean())}
+            for side, times in (("reference", a), ("ours", b)):
+                ips = args.batch / statistics.median(times)
+                variants[f"{side}_channels_last_bf16"] = {
+                    "images_per_s": ips, "gflop_per_s": ips * row["gflop_per_image"],
+                    "percent_of_peak": 100 * ips * row["gflop_per_image"] / peak_bf16}
         row["inference"] = variants
         row["peak_gflop_per_s"] = peak
+        row["peak_gflop_per_s_bf16"] = peak_bf16
         rows.append(row)
 
         inf = variants
@@ -211,9 +251,23 @@ def main() -> None:
             print(f"| inference img/s, {layout} | {r['images_per_s']:.3f} ({r['percent_of_peak']:.0f} % of peak) | "
                   f"{o['images_per_s']:.3f} ({o['percent_of_peak']:.0f} % of peak) | "
                   f"x{o['images_per_s'] / r['images_per_s']:.2f} |")
+        if bf16:
+            r, o = inf["reference_channels_last_bf16"], inf["ours_channels_last_bf16"]
+            r32 = inf["reference_channels_last"]
+            print(f"| inference img/s, channels_last, bf16 | {r['images_per_s']:.3f} ({r['percent_of_peak']:.0f} % of bf16 peak) | "
+                  f"{o['images_per_s']:.3f} ({o['percent_of_peak']:.0f} % of bf16 peak) | "
+                  f"x{o['images_per_s'] / r['images_per_s']:.2f} (x{o['images_per_s'] / r32['images_per_s']:.2f} "
+                  "against the reference in fp32) |")
         tr = row["train_step_s"]
         print(f"| G training step s (fwd + bwd) | {tr['reference']:.2f} | {tr['ours']:.2f} | "
               f"x{tr['reference'] / tr['ours']:.2f} |")
+        if bf16:
+            print(f"| G training step s, bf16 | {tr['reference_bf16']:.2f} | {tr['ours_bf16']:.2f} | "
+                  f"x{tr['reference_bf16'] / tr['ours_bf16']:.2f} (x{tr['reference'] / tr['ours_bf16']:.2f} "
+                  "against the reference in fp32) |")
+            d = row["ours_bf16_vs_fp32"]
+            print(f"ours, bf16 against fp32 output (images in [-1, 1]): max |diff| {d['max_abs_diff']:.3f}, "
+                  f"mean {d['mean_abs_diff']:.4f}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
