@@ -22,17 +22,6 @@ from pathlib import Path
 import torch
 
 
-def _median_seconds(fn, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
 def _alternate(fns: dict, repeats: int, warmup: int) -> dict[str, float]:
     """Median seconds of each callable, run in turn (fp32, bf16, fp32, ...) after warm-ups."""
     for fn in fns.values():
@@ -41,7 +30,9 @@ def _alternate(fns: dict, repeats: int, warmup: int) -> dict[str, float]:
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            times[k] += _median_seconds(fn, 1, 0)
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
