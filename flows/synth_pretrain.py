@@ -276,6 +276,20 @@ def make_task_runner(cfg: Config):
     return ThreadPoolTaskRunner(max_workers=rt.max_parallel_tasks)
 
 
+def longest_first(jobs: list[tuple]) -> list[int]:
+    """The order to submit the arm jobs ``(arm, method, seed, n_real)`` in: arms that train on
+    synthetic data first (two phases, or batches twice as large: 1.2-1.6x a real_only arm's time on
+    the 2-core CPU, docs/RESULTS.md sections 13 and 15), then as listed.
+
+    Workers take jobs in submission order. Listed seed by seed, the last long arm started when one
+    worker was already done with the short ones and ran alone at the end; longest first (the LPT rule)
+    leaves short arms to fill the gaps. Only the order changes: every arm seeds its own random
+    streams, so its results do not depend on what ran before it in the same worker."""
+    from pipeline.segmentation.arms import ARMS
+
+    return sorted(range(len(jobs)), key=lambda i: (not ARMS[jobs[i][0]].needs_synthetic, i))
+
+
 @flow(name="synth-pretrain-set", flow_run_name="{set_name}", log_prints=True)
 def process_set(set_name: str, config: str = "default", overrides: list[str] | None = None, run_id: str | None = None,
                 synthesis: list[str] | None = None) -> str:
@@ -329,17 +343,18 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
                 pairs[n_real, method] = [_record(ctx, f"filter pairs ({method})", filter_task(mctx, p, judge))
                                          for p in pairs[n_real, method]]
 
-    arm_futs, combos = [], []
+    jobs = []  # (arm, method, seed, n_real) in the order the records and the report list them
     for n_real in seg.n_real:
         for seed in seg.seeds:
-            for arm in real_arms:
-                combos.append((arm, None))
-                arm_futs.append(seg_arm_task.submit(ctx, arm, seed, n_real, []))
-            for method in methods if synth_arms else []:
-                for arm in synth_arms:
-                    combos.append((arm, method))
-                    arm_futs.append(seg_arm_task.submit(ctx.with_synthesis(method), arm, seed, n_real,
-                                                        pairs[n_real, method]))
+            jobs += [(arm, None, seed, n_real) for arm in real_arms]
+            jobs += [(arm, m, seed, n_real) for m in (methods if synth_arms else []) for arm in synth_arms]
+    futures = {}
+    for i in longest_first(jobs):
+        arm, method, seed, n_real = jobs[i]
+        futures[i] = (seg_arm_task.submit(ctx, arm, seed, n_real, []) if method is None else
+                      seg_arm_task.submit(ctx.with_synthesis(method), arm, seed, n_real, pairs[n_real, method]))
+    arm_futs = [futures[i] for i in range(len(jobs))]
+    combos = [(arm, method) for arm, method, _, _ in jobs]
     wait(arm_futs)
     arm_dirs = [_record(ctx, f"segmentation {a}" + (f" ({m})" if m else ""), f.result())
                 for (a, m), f in zip(combos, arm_futs)]

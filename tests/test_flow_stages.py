@@ -256,3 +256,26 @@ def test_side_by_side_dask_workers_log_lines_instead_of_bars(monkeypatch):
         assert not cfg.runtime.progress
     finally:
         torch.set_num_threads(threads)
+
+
+def test_arms_are_submitted_longest_first_and_that_shortens_two_workers_makespan():
+    from flows.synth_pretrain import longest_first
+
+    jobs = [(arm, method, seed, 100) for seed in (0, 1, 2)
+            for arm, method in (("real_only", None), ("pretrained", "copypaste"), ("joint", "copypaste"))]
+    order = longest_first(jobs)
+    assert [jobs[i][0] for i in order] == ["pretrained", "joint"] * 3 + ["real_only"] * 3
+    assert [jobs[i][2] for i in order] == [0, 0, 1, 1, 2, 2, 0, 1, 2]  # listed order kept within a kind
+
+    def makespan(durations, workers=2):  # workers take the next job in order when free
+        free = [0.0] * workers
+        for d in durations:
+            free[free.index(min(free))] += d
+        return max(free)
+
+    # the demo run's arm times (minutes, session 5): real_only 14, pretrained 23, two seeds
+    two_seeds = [(arm, m, seed, 100) for seed in (0, 1) for arm, m in (("real_only", None), ("pretrained", "copypaste"))]
+    minutes = {"real_only": 14, "pretrained": 23}
+    listed = makespan([minutes[j[0]] for j in two_seeds])
+    lpt = makespan([minutes[two_seeds[i][0]] for i in longest_first(two_seeds)])
+    assert (listed, lpt) == (46, 37)
