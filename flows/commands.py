@@ -96,19 +96,32 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("default", "--config", "-c", help="smoke | default | full | path to a YAML file"),
         run_id: str = typer.Option(None, help="name of the run folder (default: time + config name); the same "
                                               "name again resumes into it"),
+        seeds: str = typer.Option("0,1,2", help="training seeds, comma-separated (an override "
+                                                "segmentation.seeds=[...] wins)"),
+        arms: str = typer.Option(None, help="arms, comma-separated (default: every arm: real_only, pretrained, "
+                                            "joint; an override segmentation.arms=[...] wins)"),
     ) -> None:
-        """Compare synthesis methods on one set: real_only once, then pretrained and joint arms for every
-        method, over segmentation.seeds x segmentation.n_real, every phase to its validation plateau.
-        Prints the verdicts (first in report.html, report.md and results.csv). Same stages, cache and
-        flow as `run`: a killed study resumes, and finished arms are reused."""
+        """Compare synthesis methods on one set: real_only once, then the pretrained and joint arms of
+        every method, over three seeds x segmentation.n_real, every phase to its validation plateau.
+        The whole comparison whatever the config: `run` on the CPU default trains two arms over two
+        seeds to keep the demo near half an hour. Prints the verdicts (first in report.html, report.md
+        and results.csv). Same stages, cache and flow as `run`: a killed study resumes, and finished
+        arms are reused."""
         from pipeline.config import load_config
         from pipeline.generators.methods import SYNTHESIS_METHODS
+        from pipeline.segmentation.arms import ARMS
 
-        overrides = list(overrides or [])
         known = list(SYNTHESIS_METHODS)
         bad = [m for m in synthesis if m not in known]
         if bad:
             fail(f"--synthesis {' '.join(bad)}: unknown method; known: {', '.join(known)}")
+        seed_list = [s.strip() for s in seeds.split(",") if s.strip()]
+        if not seed_list or not all(s.isdigit() for s in seed_list):
+            fail(f"--seeds {seeds}: give whole numbers separated by commas, e.g. --seeds 0,1,2")
+        arm_list = [a.strip() for a in arms.split(",") if a.strip()] if arms else list(ARMS)
+        # the study's own defaults come first, so that the user's overrides win
+        overrides = [f"segmentation.seeds=[{','.join(seed_list)}]", f"segmentation.arms=[{','.join(arm_list)}]",
+                     *(overrides or [])]
         cfg = load_config(config, [*overrides, *([f"data.set={set_}"] if set_ else [])])
         from pipeline.io import read_json
 

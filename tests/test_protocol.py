@@ -246,3 +246,31 @@ def test_a_new_arm_is_one_function_and_one_registry_line(cfg, tmp_path, monkeypa
     phases = arms.ARMS["pretrained_slow"].train(inputs)
     assert [p for p, _ in phases] == ["pretrain", "finetune"] and phases[-1][1].is_file()
     assert json.loads((tmp_path / "finetune" / "metrics.json").read_text())["lr"] == pytest.approx(loaded.segmentation.lr / 10)
+
+
+def test_study_runs_every_arm_over_three_seeds_unless_told_otherwise(monkeypatch):
+    """`study` is the whole comparison whatever the config (the CPU default trains two arms, two
+    seeds); its options come before the user's overrides, which win."""
+    from typer.testing import CliRunner
+
+    import flows.commands as commands
+    from pipeline.cli import app
+
+    calls = []
+    monkeypatch.setattr(commands, "_run_flow", lambda **params: calls.append(params) or {})
+    runner = CliRunner()
+    assert runner.invoke(app, ["study", "-s", "copypaste"]).exit_code == 0
+    cfg = load_config(calls[-1]["config"], calls[-1]["overrides"])
+    assert cfg.segmentation.arms == list(ARMS) and cfg.segmentation.seeds == [0, 1, 2]
+    assert load_config("default").segmentation.seeds == [0, 1]  # what `run` trains
+
+    res = runner.invoke(app, ["study", "--seeds", "3,4", "--arms", "real_only,joint", "segmentation.seeds=[7]"])
+    assert res.exit_code == 0, res.output
+    cfg = load_config(calls[-1]["config"], calls[-1]["overrides"])
+    assert cfg.segmentation.seeds == [7] and cfg.segmentation.arms == ["real_only", "joint"]
+
+    for args, says in ((["--seeds", "0,x"], "--seeds 0,x: give whole numbers"),
+                       (["--arms", "real_only,mixed"], "unknown arm")):
+        res = runner.invoke(app, ["study", *args])
+        assert res.exit_code != 0 and says in res.output and "Traceback" not in res.output
+    assert len(calls) == 2
