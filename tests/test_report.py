@@ -146,3 +146,39 @@ def test_a_run_with_only_the_real_only_arm_gets_its_overlays(tmp_path):
     assert list((ctx.run_dir / "overlays").glob("*.png"))
     html, _ = build_report(ctx.run_dir)
     assert "No arm with synthetic data in this run" in html.read_text()
+
+
+def test_two_numbers_of_real_pairs_give_a_label_efficiency_line_and_plot(tmp_path):
+    """A study over n_real 50 and 100: verdicts at each, the 50-pair synthetic arm against real_only
+    at 100 (verdicts -> results.csv rows -> report line and plot). Counts are test inputs."""
+    from pipeline.evaluation.verdict import efficiency_sentence, verdicts
+
+    images = [f"im{i}" for i in range(20)]
+    rng = np.random.default_rng(0)
+    rows, per_image = [], {}
+    for n, shift in ((50, {"real_only": -2, "pretrained:copypaste": 0}), (100, {"real_only": 0, "pretrained:copypaste": 0})):
+        for seed in (0, 1, 2):
+            for arm, s in shift.items():
+                tp = rng.integers(4, 7, len(images)) + s
+                per_image[len(rows)] = pd.DataFrame({"image": images, "tp": tp, "fp": 8 - tp, "fn": 8 - tp})
+                f1 = float(tp.sum() / (tp.sum() + (8 - tp).sum()))
+                rows.append({"row": "seed", "arm": arm, "seed": seed, "n_real": n, "f1": f1, "precision": f1, "recall": f1,
+                             "hit_cap": False, "row_id": len(rows), "train_steps": 400, "train_stop": "patience"})
+    frame = pd.DataFrame(rows)
+    at_each, efficiency = verdicts(frame, per_image, n_boot=300)
+    assert [(c.arm, c.n_real, c.reference_n_real) for c in at_each] == [("pretrained:copypaste", 50, 50),
+                                                                          ("pretrained:copypaste", 100, 100)]
+    assert [(c.n_real, c.reference_n_real, c.seeds) for c in efficiency] == [(50, 100, 3)]
+    line = efficiency_sentence(efficiency[0])
+    assert line.startswith("50 real pairs + synthetic (pretrained:copypaste)") and "100 real pairs alone" in line
+
+    verdict_rows = [{"row": "verdict", **c.as_row()} for c in at_each]
+    verdict_rows += [{"row": "label_efficiency", **efficiency[0].as_row(), "sentence": line}]
+    pd.DataFrame([*verdict_rows, *frame.drop(columns=["row_id"]).to_dict("records")]).to_csv(tmp_path / "results.csv", index=False)
+    write_text(tmp_path / "config.yaml", Config().to_yaml())
+    write_json(tmp_path / "set.json", {"name": "demo", "procedural": True, "summary": "demo", "object_name": "fragment"})
+    write_json(tmp_path / "stages.json", [])
+    html, md = build_report(tmp_path)
+    text = html.read_text()
+    assert line in text and line in md.read_text() and "Real pairs needed" in text
+    assert text.index(line) < text.index("Object-level results")  # with the verdicts, at the top
