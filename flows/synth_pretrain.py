@@ -33,7 +33,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -303,7 +303,6 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     ctx = prepare_task(cfg, run_id)
     context.write_run_manifest(ctx, methods)
     seg = cfg.segmentation
-    real_arms = [a for a in seg.arms if not ARMS[a].needs_synthetic]
     synth_arms = [a for a in seg.arms if ARMS[a].needs_synthetic]
     counts = stages.source_counts(cfg)
 
@@ -343,21 +342,27 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
                 pairs[n_real, method] = [_record(ctx, f"filter pairs ({method})", filter_task(mctx, p, judge))
                                          for p in pairs[n_real, method]]
 
-    jobs = []  # (arm, method, seed, n_real) in the order the records and the report list them
-    for n_real in seg.n_real:
-        for seed in seg.seeds:
-            jobs += [(arm, None, seed, n_real) for arm in real_arms]
-            jobs += [(arm, m, seed, n_real) for m in (methods if synth_arms else []) for arm in synth_arms]
+    jobs = stages.arm_jobs(cfg, methods)
     futures = {}
     for i in longest_first(jobs):
         arm, method, seed, n_real = jobs[i]
         futures[i] = (seg_arm_task.submit(ctx, arm, seed, n_real, []) if method is None else
                       seg_arm_task.submit(ctx.with_synthesis(method), arm, seed, n_real, pairs[n_real, method]))
-    arm_futs = [futures[i] for i in range(len(jobs))]
-    combos = [(arm, method) for arm, method, _, _ in jobs]
-    wait(arm_futs)
-    arm_dirs = [_record(ctx, f"segmentation {a}" + (f" ({m})" if m else ""), f.result())
-                for (a, m), f in zip(combos, arm_futs)]
+    # each arm is recorded in stages.json as it finishes, so that `synth-pretrain report --partial`
+    # can show the finished ones while the run goes on; a failed arm fails the run once every other
+    # arm has finished (and sits in the cache for the next call)
+    index = {id(f): i for i, f in futures.items()}
+    arm_dirs: list[Path | None] = [None] * len(jobs)
+    failed: dict[int, BaseException] = {}
+    for f in as_completed(list(futures.values())):
+        i = index[id(f)]
+        arm, method = jobs[i][:2]
+        try:
+            arm_dirs[i] = _record(ctx, f"segmentation {arm}" + (f" ({method})" if method else ""), f.result())
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the other arms
+            failed[i] = e
+    if failed:
+        raise failed[min(failed)]
 
     segmenter = collect.reference_segmenter(arm_dirs)
     if cfg.quality.enabled and segmenter is not None and quality_inputs:

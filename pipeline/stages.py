@@ -195,6 +195,20 @@ def stage_filter(ctx: SetContext, pair_dir: Path, judge_arm_dir: Path) -> tuple[
 SEG_SHARED = ("seeds", "n_real", "arms")  # study axes: each arm's key names its own seed and n_real
 
 
+def arm_jobs(cfg: Config, methods: list[str]) -> list[tuple[str, str | None, int, int]]:
+    """Every arm a run trains, as ``(arm, synthesis method or None, seed, n_real)``, in the order the
+    results and the report list them: per n_real and seed, the real arms, then each method's
+    synthetic arms. The flow trains exactly these; a partial report counts against them."""
+    from .segmentation.arms import ARMS
+
+    seg = cfg.segmentation
+    real = [a for a in seg.arms if not ARMS[a].needs_synthetic]
+    synthetic = [a for a in seg.arms if ARMS[a].needs_synthetic]
+    return [job for n_real in seg.n_real for seed in seg.seeds
+            for job in [(a, None, seed, n_real) for a in real]
+            + [(a, m, seed, n_real) for m in (methods if synthetic else []) for a in synthetic]]
+
+
 def seg_arm_key(ctx: SetContext, arm: str, seed: int, n_real: int, pair_dirs: list[Path]) -> str:
     from .segmentation.arms import ARMS
 

@@ -191,7 +191,8 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "stage_generate", stub("generate", lambda *a: out))
     monkeypatch.setattr(stages, "stage_seg_arm",
                         stub("arm", lambda ctx, arm, seed, n_real, _: out / f"{arm}{seed}n{n_real}"))
-    monkeypatch.setattr(context, "record", lambda *a: None)
+    recorded = []
+    monkeypatch.setattr(context, "record", lambda ctx, stage, *a: recorded.append(stage))
     monkeypatch.setattr(collect, "write_samples", lambda *a: None)
     monkeypatch.setattr(collect, "reference_segmenter", lambda *a: None)
     monkeypatch.setattr(flow, "report_task", lambda ctx, arm_dirs: tmp_path / "report.html")
@@ -211,6 +212,7 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
     assert [(c[2], c[3], c[4]) for c in judges] == [("real_only", 0, 6)]  # the lowest seed, before any generator
     trained = {c[1].cfg.generator.model: c[3] for c in calls if c[0] == "generator" and c[2] == 12}
     assert trained == {"spade": out / "real_only0n12", "copypaste": None}
+    assert sum(r.startswith("segmentation ") for r in recorded) == 2 * 2 * 5  # every arm, as it finished
     parallel = any(s1 < e2 and s2 < e1 for i, (k1, s1, e1) in enumerate(spans) for k2, s2, e2 in spans[i + 1:])
     assert parallel, "the stub run never ran two tasks at once: the test shows nothing"
     for kind, s, e in spans:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fixtures.seg_data import FAST_ENCODER
 from typer.testing import CliRunner
 
 from pipeline import context, stages
@@ -271,3 +272,38 @@ def test_set_json_carries_the_pixel_size(tmp_path):
     cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path / 'runs'}", f"data.set={mine}"])
     s = read_json(context.prepare(cfg, run_id="r").run_dir / "set.json")
     assert s["pixel_size"] == 0.12 and s["pixel_unit"] == "mm"
+
+
+@pytest.mark.slow  # trains two smoke arms: ~25 s
+def test_partial_report_shows_the_arms_a_running_study_has_finished(tmp_path):
+    """`report RUN --partial`: the arms recorded so far, collected into RUN/partial/, headed by how
+    many of the run's arms they are; the run's own files are not touched."""
+    cfg = load_config("smoke", [*FAST, f"runtime.runs_dir={tmp_path}", "generator.model=copypaste",
+                                "segmentation.arms=[real_only,pretrained]", f"segmentation.encoder={FAST_ENCODER}"])
+    ctx = context.prepare(cfg, run_id="r")
+    context.write_run_manifest(ctx, ["copypaste"])
+    bank, _, _ = stages.stage_shape_bank(ctx, 10)
+    masks, s, c = stages.stage_masks(ctx, "placement", bank, 8)
+    context.record(ctx, "masks (placement)", masks, s, c)
+    pairs, _, _ = stages.stage_generate(ctx, stages.stage_train_generator(ctx, 10)[0], masks)
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", str(ctx.run_dir), "--partial"])
+    assert res.exit_code != 0 and "no arm has finished yet" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["report", str(ctx.run_dir)])
+    assert res.exit_code != 0 and "--partial" in res.output  # an unfinished run points to the option
+
+    context.record(ctx, "segmentation real_only", *stages.stage_seg_arm(ctx, "real_only", 0, 10, []))
+    res = runner.invoke(app, ["report", str(ctx.run_dir), "--partial"])
+    assert res.exit_code == 0, res.output
+    assert "1 of 2 arms finished" in res.output
+    text = (ctx.run_dir / "partial" / "report.html").read_text()
+    assert "Partial report" in text and "1 of the run's 2 arms" in text and "Use this model" in text
+
+    mctx = ctx.with_synthesis("copypaste")
+    context.record(ctx, "segmentation pretrained (copypaste)", *stages.stage_seg_arm(mctx, "pretrained", 0, 10, [pairs]))
+    res = runner.invoke(app, ["report", str(ctx.run_dir), "--partial"])
+    assert res.exit_code == 0 and "2 of 2 arms finished" in res.output, res.output
+    results = pd.read_csv(ctx.run_dir / "partial" / "results.csv")
+    assert set(results.arm.dropna()) == {"real_only", "pretrained:copypaste"} and (results.row == "verdict").sum() == 1
+    assert not (ctx.run_dir / "results.csv").exists() and not (ctx.run_dir / "report.html").exists()
+    assert not (tmp_path / "demo" / "latest").exists()  # a partial report is not the set's latest run

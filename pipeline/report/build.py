@@ -239,12 +239,14 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     if not (run_dir / "results.csv").is_file():
         from ..data.images import InputError
 
-        raise InputError(f"{run_dir}: no results.csv; is this a finished run folder?")
+        raise InputError(f"{run_dir}: no results.csv; is this a finished run folder? (for a run still going on: "
+                         f"synth-pretrain report {run_dir} --partial)")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     set_info = read_json(run_dir / "set.json") if (run_dir / "set.json").is_file() else {}
     stages = read_json(run_dir / "stages.json") if (run_dir / "stages.json").is_file() else []
     quality = read_json(run_dir / "quality.json") if (run_dir / "quality.json").is_file() else {}
     quality = {k: v for k, v in quality.items() if k != "details"}
+    partial = read_json(run_dir / "partial.json") if (run_dir / "partial.json").is_file() else None
     verdict_rows, results = split_results(pd.read_csv(run_dir / "results.csv"))
     summary = summarize(results)
     pixel_size, unit = _pixel(set_info)
@@ -277,6 +279,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     env = Environment(loader=PackageLoader("pipeline.report", "templates"), autoescape=select_autoescape(["html"]))
     context = {
         "run_dir": str(run_dir),
+        "partial": partial,
         "set": set_info,
         "config_yaml": yaml.safe_dump(cfg, sort_keys=False),
         "rows": rows,

@@ -12,8 +12,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @user_errors
-    def report(run_dir: Path = typer.Argument(..., help="a run folder: runs/<set>/<run-id>")) -> None:
-        """Write report.html (self-contained) and report.md into a run folder."""
+    def report(
+        run_dir: Path = typer.Argument(..., help="a run folder: runs/<set>/<run-id>"),
+        partial: bool = typer.Option(False, "--partial", help="a run still going on: the arms it has finished so "
+                                                              "far, into <run folder>/partial/"),
+    ) -> None:
+        """Write report.html (self-contained) and report.md into a run folder; with --partial, of the
+        arms a running study has finished so far."""
+        if partial:
+            from .partial import build_partial_report
+
+            html, md, done, expected = build_partial_report(run_dir)
+            typer.echo(f"{done} of {expected} arms finished\nwrote {html}\nwrote {md}")
+            return
         from .build import build_report
 
         html, md = build_report(run_dir)
