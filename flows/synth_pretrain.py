@@ -302,6 +302,8 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     methods = list(dict.fromkeys(synthesis or [cfg.generator.model]))
     ctx = prepare_task(cfg, run_id)
     context.write_run_manifest(ctx, methods)
+    get_run_logger().info(f"run folder {ctx.run_dir}; the arms finished so far, while it runs: "
+                          f"synth-pretrain report {ctx.run_dir} --partial")
     seg = cfg.segmentation
     synth_arms = [a for a in seg.arms if ARMS[a].needs_synthetic]
     counts = stages.source_counts(cfg)
