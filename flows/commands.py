@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         """Compare synthesis methods on one set: real_only once, then the pretrained and joint arms of
         every method, over three seeds x segmentation.n_real, every phase to its validation plateau.
         The whole comparison whatever the config: `run` on the CPU default trains two arms over two
-        seeds to keep the demo near half an hour. Prints the verdicts (first in report.html, report.md
+        seeds, for a quicker answer. Prints the verdicts (first in report.html, report.md
         and results.csv). Same stages, cache and flow as `run`: a killed study resumes, and finished
         arms are reused."""
         from pipeline.config import load_config
