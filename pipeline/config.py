@@ -131,10 +131,11 @@ class GeneratorConfig(Section):
     pix2pix_lambda_l1: float = Field(100.0, ge=0.0)  # pix2pix's own L1 weight (the paper's 100)
     num_d: int = Field(2, ge=1, le=3)  # discriminator scales
     light: bool = True  # U-GAT-IT light mode
-    # U-GAT-IT's identity loss (G_A2B(image) ~ image), the paper's 10, is written for image-to-image
-    # translation. Between masks and images it rewards copying the input's first channel through,
-    # i.e. drawing the foreground map as the image (docs/generators.md, "U-GAT-IT for masks"): 0.
-    ugatit_identity: float = Field(0.0, ge=0.0)
+    # U-GAT-IT's identity loss (G_A2B(image) ~ image), the paper's 10. It was 0 for fear that between
+    # masks and images it rewards copying the mask through; measured on EMPS it does not (the mask
+    # explains 41 % of the image's variance with it, 19 % without, 46 % in real crops), and without it
+    # the images follow their layouts less (docs/generators.md, "U-GAT-IT for masks").
+    ugatit_identity: float = Field(10.0, ge=0.0)
     checkpoint_every: int = Field(250, ge=1)
     sample_every: int = Field(250, ge=1)
     nan_retries: int = Field(3, ge=0)

@@ -6,10 +6,10 @@ Both generators take ``max(mask, image)`` channels (inputs zero-padded) so that 
 G_A2B(b) ~ b is defined although the domains have different channel counts.
 
 Losses per the paper: LSGAN adversarial (global + local D, each with a CAM logit), cycle x10,
-generator CAM x1000 (BCE), discriminator CAM x1 (LSGAN, adversarial weight). The paper's identity
-loss (x10) is ``generator.ugatit_identity``, 0 by default: it asks G_A2B to return an image fed to
-it unchanged, which between masks and images teaches G_A2B to copy its input's first channel (the
-foreground map) to the output, a pass-through (docs/generators.md, "U-GAT-IT for masks").
+generator CAM x1000 (BCE), discriminator CAM x1 (LSGAN, adversarial weight), identity x10
+(``generator.ugatit_identity``). Identity asks G_A2B to return an image fed to it unchanged; between
+masks and images that could teach it to copy the mask through, but measured on EMPS it does not, and
+without it the images follow their layouts less (docs/generators.md, "U-GAT-IT for masks").
 """
 
 from __future__ import annotations
