@@ -8,6 +8,9 @@ is made on validation F1 only, and the config's `segmentation.finetune_lr` is se
 
     PYTHONPATH=$PWD python bench/finetune_lr.py --set demo --synthetic runs/demo/stages/synthetic/<key> \\
         --rates 1e-3 3e-4 1e-4 --out docs/results/finetune_lr_demo
+    # or start from the pretraining a study already ran (same seed and n_real as the study's arm):
+    PYTHONPATH=$PWD python bench/finetune_lr.py --set <set> --pretrained runs/<set>/stages/seg_pretrained/<key>/pretrain/best.pt \\
+        --rates 1e-3 1e-4 --seed 0 --n-real 100
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", default="demo", help="labeled-set folder, or demo")
     ap.add_argument("--config", default="default")
-    ap.add_argument("--synthetic", nargs="+", required=True, help="synthetic pair store folder(s)")
+    ap.add_argument("--synthetic", nargs="+", help="synthetic pair store folder(s) to pretrain on")
+    ap.add_argument("--pretrained", help="a finished pretraining phase's best.pt (e.g. a study arm's "
+                    "stages/seg_pretrained/<key>/pretrain/best.pt): fine-tune from it instead of pretraining")
     ap.add_argument("--rates", nargs="+", type=float, default=[1e-3, 3e-4, 1e-4])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-real", type=int, default=None)
@@ -58,7 +63,16 @@ def main(argv=None) -> int:
 
     inputs = ArmInputs(cfg, real_ds, synth_ds, ctx.pairs("val"), args.seed, work, cfg.runtime.progress)
     t0 = time.perf_counter()
-    _, pre = inputs.train("pretrain", synth_ds(0), seg.pretrain_max_steps, seg.lr)
+    if args.pretrained:
+        pre = Path(args.pretrained)
+        if not (pre.is_file() and (pre.parent / "metrics.json").is_file()):
+            print(f"{pre}: not a finished pretraining phase (best.pt with metrics.json beside it)", file=sys.stderr)
+            return 2
+    elif args.synthetic:
+        _, pre = inputs.train("pretrain", synth_ds(0), seg.pretrain_max_steps, seg.lr)
+    else:
+        print("give --synthetic (pretrain here) or --pretrained (start from a finished pretraining)", file=sys.stderr)
+        return 2
     pre_m = read_json(pre.parent / "metrics.json")
     print(f"pretrain: {pre_m['steps_run']} steps ({pre_m['stop_reason']}), val F1 {pre_m['best_val_f1']:.3f}, "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
