@@ -79,11 +79,8 @@ def phase_logs(roots: list[str]) -> list[tuple[dict, str, list[dict]]]:
     return found
 
 
-def summarize(out_rows: list[dict], logs) -> None:
+def summarize(out_rows: list[dict]) -> None:
     """Per rule, set and phase: steps the rule saves and validation F1 it gives up, mean and worst."""
-    recorded_best = {}
-    for metrics, phase, rows in logs:
-        recorded_best.setdefault((metrics["set"], phase), []).append(max(float(r["val_f1"]) for r in rows))
     print()
     print("| rule | set | phase | phases | steps (recorded -> rule), sum | best val F1 given up: mean, worst |")
     print("|---|---|---|---|---|---|")
@@ -93,9 +90,7 @@ def summarize(out_rows: list[dict], logs) -> None:
     for (rule, set_name, phase), rows in groups.items():
         recorded = sum(r["recorded_steps"] for r in rows)
         kept = sum(r["stop"] or r["recorded_steps"] for r in rows)
-        best = [max(float(x["val_f1"]) for x in log_rows) for m, p, log_rows in logs
-                if m["set"] == set_name and p == phase]
-        lost = [100 * (b - r["best_f1"]) for b, r in zip(best, rows)]
+        lost = [100 * (r["recorded_best_f1"] - r["best_f1"]) for r in rows]
         print(f"| {rule} | {set_name} | {phase} | {len(rows)} | {recorded:,} -> {kept:,} | "
               f"{sum(lost) / len(lost):.1f}, {max(lost):.1f} points |")
 
@@ -116,7 +111,8 @@ def main(argv=None) -> int:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for metrics, phase, rows in logs:
-        recorded = f"{int(rows[-1]['step']):,}, {max(float(r['val_f1']) for r in rows):.3f}"
+        recorded_best = max(float(r["val_f1"]) for r in rows)
+        recorded = f"{int(rows[-1]['step']):,}, {recorded_best:.3f}"
         cells = []
         for name, rule in rules:
             r = replay(rows, rule)
@@ -124,11 +120,12 @@ def main(argv=None) -> int:
             cells.append(f"{stop}, {r['best_f1']:.3f}" + (" approx" if r["approx"] else ""))
             out_rows.append({"set": metrics["set"], "arm": metrics.get("arm"), "seed": metrics.get("seed"),
                              "n_real": metrics.get("n_real"), "phase": phase, "rule": name,
-                             "recorded_steps": int(rows[-1]["step"]), "stop": r["stop"], "best_f1": r["best_f1"],
+                             "recorded_steps": int(rows[-1]["step"]), "recorded_best_f1": recorded_best,
+                             "stop": r["stop"], "best_f1": r["best_f1"],
                              "approx": r["approx"]})
         print(f"| {metrics['set']} | {metrics.get('arm', '?')} | {metrics.get('seed', '?')} | "
               f"{metrics.get('n_real', '?')} | {phase} | {recorded} | " + " | ".join(cells) + " |")
-    summarize(out_rows, logs)
+    summarize(out_rows)
     if args.out:
         import pandas as pd
 

@@ -25,7 +25,6 @@ from ..losses import lsgan
 from .networks import CAMDiscriminator, ResnetGenerator
 
 ADV_WEIGHT, CYCLE_WEIGHT, CAM_WEIGHT = 1.0, 10.0, 1000.0
-PAPER_IDENTITY_WEIGHT = 10.0  # generator.ugatit_identity to train as the paper does
 
 
 class UGATITModel(GeneratorModel):
