@@ -251,6 +251,24 @@ def _keep_malloc_default_in_dask_workers() -> None:
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
+def _share_the_temporary_server_with_dask_workers() -> None:
+    """Local runs without a Prefect server (``synth-pretrain run`` / ``study``) start a temporary one in
+    this process. Spawned Dask workers do not inherit it: each started its own (three uvicorn servers
+    and three writers of one SQLite database for a two-worker run, each taking ~2 % of a core and a
+    few seconds to start on a busy 2-core machine). Workers get this process's server address instead;
+    with a configured server (PREFECT_API_URL, e.g. ``prefect deployment run``) they inherit that."""
+    import dask
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.pop("PREFECT_API_URL", None)
+    server = SubprocessASGIServer()  # the process's temporary server (a singleton), if it was started
+    if not PREFECT_API_URL.value() and server.running:
+        environ["PREFECT_API_URL"] = server.api_url
+    dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+
+
 def make_task_runner(cfg: Config):
     """threads (default; one task at a time on CPU, since each stage uses all cores already), a local
     Dask cluster, or an existing Dask scheduler by address."""
@@ -259,6 +277,8 @@ def make_task_runner(cfg: Config):
         from prefect_dask import DaskTaskRunner
 
         _keep_malloc_default_in_dask_workers()
+        if not rt.dask_address:
+            _share_the_temporary_server_with_dask_workers()
         if not rt.dask_address and rt.dask_workers > 1:
             _one_line_progress_in_dask_workers()
         if rt.dask_address:

@@ -141,8 +141,11 @@ def test_second_run_of_a_set_skips_or_waits(tmp_path):
 
 
 def test_dask_cluster_runs_the_mapped_arms(tmp_path):
-    r = _run(tmp_path, *FAST, "runtime.task_runner=dask", "runtime.dask_workers=2", "segmentation.seeds=[0,1]")
+    r = _run(tmp_path, *FAST, "runtime.task_runner=dask", "runtime.dask_workers=2", "segmentation.seeds=[0,1]",
+             PREFECT_LOGGING_LEVEL="INFO")
     assert r.returncode == 0, r.stderr[-3000:]
+    # the workers report to the run's own temporary server instead of starting one each
+    assert (r.stdout + r.stderr).count("Starting temporary server") == 1, r.stderr[-3000:]
     results = list((tmp_path / "runs" / "demo").glob("*/results.csv"))
     assert results
     seed_rows = [line for line in results[0].read_text().strip().splitlines() if line.startswith("seed,")]
