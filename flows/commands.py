@@ -103,8 +103,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare synthesis methods on one set: real_only once, then the pretrained and joint arms of
         every method, over three seeds x segmentation.n_real, every phase to its validation plateau.
-        The whole comparison whatever the config: `run` on the CPU default trains two arms over two
-        seeds, for a quicker answer. Prints the verdicts (first in report.html, report.md
+        The whole comparison whatever the config: `run` on the CPU default trains real_only and joint
+        over one seed, for a quicker answer. Prints the verdicts (first in report.html, report.md
         and results.csv). Same stages, cache and flow as `run`: a killed study resumes, and finished
         arms are reused."""
         from pipeline.config import load_config

@@ -167,6 +167,9 @@ def test_compare_words_a_gain_a_loss_and_a_capped_arm():
     assert gain.word == "helped" and gain.ci_low > 0 and "95% interval" in gain.sentence
     assert loss.word == "hurt" and loss.ci_high < 0
     assert capped.word == "inconclusive" and capped.capped == ["pretrained:b"] and "step cap" in capped.sentence
+    assert "one seed" not in gain.sentence
+    one = compare(frame[frame.seed == 0], per_image, "pretrained:a", 100, 100, 500)
+    assert one.seeds == 1 and "1 seed, 30 test images) - one seed: the interval covers the test images" in one.sentence
 
 
 def test_every_command_and_the_flow_see_the_same_splits(tmp_path):
@@ -249,8 +252,8 @@ def test_a_new_arm_is_one_function_and_one_registry_line(cfg, tmp_path, monkeypa
 
 
 def test_study_runs_every_arm_over_three_seeds_unless_told_otherwise(monkeypatch):
-    """`study` is the whole comparison whatever the config (the CPU default trains two arms, two
-    seeds); its options come before the user's overrides, which win."""
+    """`study` is the whole comparison whatever the config (the CPU default trains real_only and
+    joint over one seed); its options come before the user's overrides, which win."""
     from typer.testing import CliRunner
 
     import flows.commands as commands
@@ -262,7 +265,7 @@ def test_study_runs_every_arm_over_three_seeds_unless_told_otherwise(monkeypatch
     assert runner.invoke(app, ["study", "-s", "copypaste"]).exit_code == 0
     cfg = load_config(calls[-1]["config"], calls[-1]["overrides"])
     assert cfg.segmentation.arms == list(ARMS) and cfg.segmentation.seeds == [0, 1, 2]
-    assert load_config("default").segmentation.seeds == [0, 1]  # what `run` trains
+    assert load_config("default").segmentation.seeds == [0]  # what `run` trains
 
     res = runner.invoke(app, ["study", "--seeds", "3,4", "--arms", "real_only,joint", "segmentation.seeds=[7]"])
     assert res.exit_code == 0, res.output

@@ -115,6 +115,9 @@ def describe(c: Comparison, confidence: float = 0.95) -> tuple[str, str]:
     numbers = (f"F1 {c.f1 * 100:.1f} vs {c.reference_f1 * 100:.1f} % (Δ {pts(c.delta_f1)} points, {interval}; "
                f"precision {c.precision * 100:.1f} vs {c.reference_precision * 100:.1f}, recall {c.recall * 100:.1f} vs "
                f"{c.reference_recall * 100:.1f}; {c.seeds} seed{'s' if c.seeds > 1 else ''}, {c.images} test images)")
+    if c.seeds == 1:  # the bootstrap then resamples test images only: say what the interval leaves out
+        numbers += (" - one seed: the interval covers the test images, not how much another training seed "
+                    "would move either arm (segmentation.seeds or `study` for several)")
     if c.capped:
         return "inconclusive", (f"Inconclusive: {who} vs {against}: {', '.join(c.capped)} reached the step cap before "
                                 f"its validation plateau (raise segmentation.max_steps); {numbers}.")
