@@ -167,9 +167,12 @@ def test_compare_words_a_gain_a_loss_and_a_capped_arm():
     assert gain.word == "helped" and gain.ci_low > 0 and "95% interval" in gain.sentence
     assert loss.word == "hurt" and loss.ci_high < 0
     assert capped.word == "inconclusive" and capped.capped == ["pretrained:b"] and "step cap" in capped.sentence
-    assert "one seed" not in gain.sentence
+    assert "one seed" not in gain.sentence and "another training seed" not in gain.sentence
+    # one seed: the interval cannot hold the seed-to-seed spread, and the verdict says so
     one = compare(frame[frame.seed == 0], per_image, "pretrained:a", 100, 100, 500)
-    assert one.seeds == 1 and "1 seed, 30 test images) - one seed: the interval covers the test images" in one.sentence
+    assert one.seeds == 1 and one.word == "helped on one seed"
+    assert one.sentence.startswith("On one training seed: synthetic data helped: pretrained:a")
+    assert "1 seed, 30 test images)." in one.sentence and "not how far another training seed" in one.sentence
 
 
 def test_every_command_and_the_flow_see_the_same_splits(tmp_path):
