@@ -232,3 +232,16 @@ def test_weight_average_follows_the_trend_and_copies_integer_buffers():
     again = WeightAverage(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), decay=0.9)
     again.load(avg.state())
     assert again.updates == avg.updates and torch.equal(again.model[0].weight, avg.model[0].weight)
+
+
+def test_crop_size_advice_warns_only_when_objects_outgrow_the_crop():
+    from pipeline.segmentation.dataset import crop_size_advice
+
+    small, large = np.zeros((256, 256), np.int32), np.zeros((256, 256), np.int32)
+    for k in range(10):  # ten 20 px objects, and ten 70 px ones
+        small[k * 24 : k * 24 + 20, 10:30] = k + 1
+        large[(k % 3) * 80 : (k % 3) * 80 + 70, (k // 3) * 60 : (k // 3) * 60 + 50] = k + 1
+    assert crop_size_advice([small], 32) is None and crop_size_advice([large], 96) is None
+    assert crop_size_advice([np.zeros((64, 64), np.int32)], 16) is None  # no objects: nothing to say
+    says = crop_size_advice([large], 64)
+    assert says is not None and "70 px or wider, wider than the 64 px" in says and "image_size=96" in says
