@@ -317,6 +317,7 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     methods to compare (default: the config's ``generator.model``)."""
     from pipeline.generators.methods import SYNTHESIS_METHODS
     from pipeline.segmentation.arms import ARMS, REFERENCE_ARM
+    from pipeline.segmentation.dataset import crop_size_advice
 
     cfg = load_config(config, [*(overrides or []), f"data.set={set_name}"])
     methods = list(dict.fromkeys(synthesis or [cfg.generator.model]))
@@ -325,9 +326,7 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     get_run_logger().info(f"run folder {ctx.run_dir}; the arms finished so far, while it runs: "
                           f"synth-pretrain report {ctx.run_dir} --partial")
     seg = cfg.segmentation
-    from pipeline.segmentation.dataset import crop_size_advice
-
-    advice = crop_size_advice([m for _, m in ctx.real_train_pairs(max(seg.n_real))], seg.image_size)
+    advice = crop_size_advice(ctx.real_train_masks(max(seg.n_real)), seg.image_size)
     if advice:
         get_run_logger().warning(f"{ctx.set_name}: {advice}")
     synth_arms = [a for a in seg.arms if ARMS[a].needs_synthetic]

@@ -17,7 +17,7 @@ import numpy as np
 
 from .cache import done_info, is_done, make_key, package_hash
 from .config import Config
-from .data.labeled_set import SetReport, load_pairs, require_valid
+from .data.labeled_set import SetReport, load_mask, load_pairs, require_valid
 from .data.sets import resolve_set_dir, set_content_hash
 from .data.splits import splits_for
 from .io import read_json, write_json, write_text
@@ -64,6 +64,11 @@ class SetContext:
 
     def real_train_pairs(self, n_real: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         return self.report_pairs(self.real_train_stems(n_real))
+
+    def real_train_masks(self, n_real: int | None = None) -> list[np.ndarray]:
+        """The instance masks of :meth:`real_train_pairs`, without decoding the images."""
+        pairs = {p.stem: p for p in self.report().pairs}
+        return [load_mask(pairs[s]) for s in self.real_train_stems(n_real)]
 
     def with_synthesis(self, method: str) -> SetContext:
         """The same set and run with ``generator.model = method`` (one synthesis method of a study)."""

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 REFERENCE = "real_only"
+ONE_SEED_CAVEAT = (" The interval covers the test images, not how far another training seed would move either arm: "
+                   "segmentation.seeds=[0,1,2] or `synth-pretrain study` for a verdict across seeds.")
 
 
 @dataclass
@@ -118,25 +120,19 @@ def describe(c: Comparison, confidence: float = 0.95) -> tuple[str, str]:
     if c.capped:
         return "inconclusive", (f"Inconclusive: {who} vs {against}: {', '.join(c.capped)} reached the step cap before "
                                 f"its validation plateau (raise segmentation.max_steps); {numbers}.")
+    # With one seed the bootstrap resamples test images only, and seed-to-seed spread was as large as
+    # the effects on EMPS (docs/RESULTS.md section 15): the words say what was seen on that seed.
+    one_seed = c.seeds == 1
+    caveat = ONE_SEED_CAVEAT if one_seed else ""
     if c.ci_low > 0:
         word, sentence = "helped", f"Synthetic data helped: {who} beat {against}, {numbers}."
     elif c.ci_high < 0:
         word, sentence = "hurt", f"Synthetic data hurt: {who} fell below {against}, {numbers}."
     else:
-        return "no detectable difference", f"No detectable difference: {who} vs {against}, {numbers}.{_one_seed(c)}"
-    if c.seeds == 1:
-        # Seed-to-seed spread is as large as the effects on EMPS (docs/RESULTS.md section 15), and one
-        # seed cannot measure it: the word says what was seen, not a finding about the recipe.
-        return f"{word} on one seed", f"On one training seed: {sentence[0].lower()}{sentence[1:]}{_one_seed(c)}"
+        return "no detectable difference", f"No detectable difference: {who} vs {against}, {numbers}.{caveat}"
+    if one_seed:
+        return f"{word} on one seed", f"On one training seed: {sentence[0].lower()}{sentence[1:]}{caveat}"
     return word, sentence
-
-
-def _one_seed(c: Comparison) -> str:
-    """With one seed the bootstrap resamples test images only: say what the interval leaves out."""
-    if c.seeds != 1:
-        return ""
-    return (" The interval covers the test images, not how far another training seed would move either arm: "
-            "segmentation.seeds=[0,1,2] or `synth-pretrain study` for a verdict across seeds.")
 
 
 def verdicts(rows: pd.DataFrame, per_image: dict[int, pd.DataFrame], n_boot: int = 2000,
