@@ -322,13 +322,13 @@ def process_set(set_name: str, config: str = "default", overrides: list[str] | N
     cfg = load_config(config, [*(overrides or []), f"data.set={set_name}"])
     methods = list(dict.fromkeys(synthesis or [cfg.generator.model]))
     ctx = prepare_task(cfg, run_id)
-    context.write_run_manifest(ctx, methods)
-    get_run_logger().info(f"run folder {ctx.run_dir}; the arms finished so far, while it runs: "
-                          f"synth-pretrain report {ctx.run_dir} --partial")
     seg = cfg.segmentation
     advice = crop_size_advice(ctx.real_train_masks(max(seg.n_real)), seg.image_size)
     if advice:
         get_run_logger().warning(f"{ctx.set_name}: {advice}")
+    context.write_run_manifest(ctx, methods, notices=[advice] if advice else [])
+    get_run_logger().info(f"run folder {ctx.run_dir}; the arms finished so far, while it runs: "
+                          f"synth-pretrain report {ctx.run_dir} --partial")
     synth_arms = [a for a in seg.arms if ARMS[a].needs_synthetic]
     counts = stages.source_counts(cfg)
 

@@ -174,13 +174,17 @@ def record(ctx: SetContext, stage: str, path: Path, seconds: float, cached: bool
 
 
 
-def write_run_manifest(ctx: SetContext, synthesis: list[str] | None = None) -> None:
+def write_run_manifest(ctx: SetContext, synthesis: list[str] | None = None, notices: list[str] | None = None) -> None:
+    """``run.json``: what the run is (set, config, methods, code) and ``notices``, the warnings about
+    the set and config that the report repeats under its verdict (a user who never reads the flow's
+    log should still see that the training crops are smaller than the objects)."""
     import pipeline
 
     write_json(
         ctx.run_dir / "run.json",
         {"run_id": ctx.run_dir.name, "set": ctx.set_name, "config": ctx.cfg.name, "version": pipeline.__version__,
-         "synthesis": synthesis or [ctx.cfg.generator.model], "code": package_hash(), "started": time.time()},
+         "synthesis": synthesis or [ctx.cfg.generator.model], "code": package_hash(), "started": time.time(),
+         "notices": list(notices or [])},
     )
     if (ctx.run_dir / "stages.json").is_file():
         (ctx.run_dir / "stages.json").unlink()

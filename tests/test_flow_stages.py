@@ -4,6 +4,7 @@ logger and the progress artifact, the run lock, and the report artifact's text."
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -21,6 +22,7 @@ from pipeline import context, stages
 from pipeline.config import load_config
 from pipeline.io import load_torch
 from pipeline.report import collect
+from pipeline.segmentation import dataset as seg_dataset
 
 TINY_GEN = ["generator.steps=3", "generator.checkpoint_every=2", "generator.sample_every=3", "runtime.progress=false"]
 
@@ -197,6 +199,8 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(collect, "reference_segmenter", lambda *a: None)
     monkeypatch.setattr(flow, "report_task", lambda ctx, arm_dirs: tmp_path / "report.html")
     monkeypatch.setattr(flow, "_publish", lambda ctx, html: None)
+    monkeypatch.setattr(seg_dataset, "crop_size_advice",
+                        lambda masks, size: f"objects wider than the {size} px crops ({len(masks)} training masks)")
     overrides = [f"runtime.runs_dir={tmp_path / 'runs'}", "runtime.max_parallel_tasks=4", "runtime.progress=false",
                  "masks.sources={placement: 0.5, segmodel: 0.5}", "segmentation.seeds=[1,0]",
                  "segmentation.n_real=[6,12]", "generator.patience=3"]
@@ -204,6 +208,9 @@ def test_generator_training_never_overlaps_another_stage(tmp_path, monkeypatch):
     with prefect_test_harness(server_startup_timeout=180):  # a busy 2-core machine starts it slowly
         flow.process_set.with_options(task_runner=flow.make_task_runner(cfg))(
             "demo", "smoke", overrides, "r", ["spade", "copypaste"])
+    # the crop-size check's warning (its own unit test: test_seg_training.py) goes into the manifest, for the report
+    notices = json.loads((tmp_path / "runs" / "demo" / "r" / "run.json").read_text())["notices"]
+    assert notices == ["objects wider than the 64 px crops (12 training masks)"]
     kinds = [k for k, _, _ in spans]
     # 2 judges + per n_real and seed: real_only + 2 synthetic arms x 2 methods
     assert kinds.count("generator") == 4 and kinds.count("masks") == 4 and kinds.count("arm") == 2 + 2 * 2 * 5

@@ -4,6 +4,7 @@ runs/<set>/latest. Numbers in hand-made run folders are test inputs, not results
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -139,6 +140,18 @@ def test_report_says_which_model_to_use_and_how(run_dir):
     assert predict["model"] == run_dir.resolve() and predict["arm"] == "pretrained:spade" and predict["seed"] == 0
     assert predict["pixel_size"] == 0.5 and predict["pixel_unit"] == "mm"
     assert export["model"] == run_dir.resolve() and export["fmt"] == "onnx" and export["arm"] == "pretrained:spade"
+
+
+def test_report_repeats_the_runs_notices_under_the_verdict(run_dir):
+    manifest = json.loads((run_dir / "run.json").read_text())
+    write_json(run_dir / "run.json", {**manifest, "notices": ["a tenth of the objects are 120 px or wider"]})
+    html, md = build_report(run_dir)
+    text, md_text = html.read_text(), md.read_text()
+    for t in (text, md_text):
+        assert "Check the setup" in t and "120 px or wider" in t
+        assert t.index("Helped, made up here.") < t.index("Check the setup")  # under the verdict
+    write_json(run_dir / "run.json", manifest)  # a run without notices (older run.json too): no box
+    assert "Check the setup" not in build_report(run_dir)[0].read_text()
 
 
 def test_report_without_checkpoints_says_so(run_dir):

@@ -247,6 +247,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     quality = read_json(run_dir / "quality.json") if (run_dir / "quality.json").is_file() else {}
     quality = {k: v for k, v in quality.items() if k != "details"}
     partial = read_json(run_dir / "partial.json") if (run_dir / "partial.json").is_file() else None
+    manifest = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
     verdict_rows, results = split_results(pd.read_csv(run_dir / "results.csv"))
     summary = summarize(results)
     pixel_size, unit = _pixel(set_info)
@@ -280,6 +281,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     context = {
         "run_dir": str(run_dir),
         "partial": partial,
+        "notices": manifest.get("notices") or [],
         "set": set_info,
         "config_yaml": yaml.safe_dump(cfg, sort_keys=False),
         "rows": rows,
