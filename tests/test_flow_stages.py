@@ -101,6 +101,7 @@ def test_segmentation_logs_every_evaluation(tmp_path):
         logger.setLevel(old_level)
     msgs = [r.getMessage() for r in records]
     assert len(msgs) == 2 and msgs[0].startswith("train seg: step 3/4") and "val F1" in msgs[0], msgs  # eval_every=3
+    assert msgs[0].endswith("; improving") or "evaluations without a gain" in msgs[0], msgs  # when it will stop
     assert [r.progress for r in records] == [0.75, 1.0]
 
 

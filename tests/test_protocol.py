@@ -23,13 +23,20 @@ from pipeline.segmentation.training import Plateau, learning_rate, train_segment
 def test_plateau_drops_the_rate_then_stops_and_never_before_min_steps():
     p = Plateau(patience=2, min_delta=0.01, min_steps=0, lr_drops=1)
     scores = [0.1, 0.3, 0.305, 0.302, 0.30, 0.309]  # +0.005 and +0.009 are not improvements of 0.01
-    stops = [p.update(100 * (i + 1), f) for i, f in enumerate(scores)]
+    stops, outlook = [], []
+    for i, f in enumerate(scores):
+        stops.append(p.update(100 * (i + 1), f))
+        outlook.append(p.outlook())
     assert stops == [False, False, False, False, False, True]
+    assert outlook[:4] == ["improving", "improving", "1 of 2 evaluations without a gain, then the learning rate drops",
+                           "improving"]  # the drop resets the count
+    assert outlook[4] == "1 of 2 evaluations without a gain, then stop"
     assert p.drops == 1  # the first plateau lowered the rate, the second one stopped
     late = Plateau(patience=1, min_delta=0.01, min_steps=500, lr_drops=0)
     assert [late.update(s, 0.0) for s in (100, 200, 300, 400, 500)] == [False, False, False, False, True]
     off = Plateau(patience=0, min_delta=0.0, min_steps=0, lr_drops=0)
     assert not any(off.update(s, 0.0) for s in range(1, 50))  # patience 0: the cap decides
+    assert off.outlook() == "no plateau rule: runs to the cap"
     assert not Plateau(1, 0.0, 0, 0).update(10, math.nan)  # no validation images: never on patience
     # a falling validation loss keeps a stalled F1 going (EMPS: F1 flat for 1,000 steps, then +0.2)
     slow = Plateau(patience=2, min_delta=0.01, min_steps=0, lr_drops=0, min_loss_delta=0.02)
