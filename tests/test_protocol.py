@@ -33,7 +33,9 @@ def test_plateau_drops_the_rate_then_stops_and_never_before_min_steps():
     assert outlook[4] == "1 of 2 evaluations without a gain, then stop"
     assert p.drops == 1  # the first plateau lowered the rate, the second one stopped
     late = Plateau(patience=1, min_delta=0.01, min_steps=500, lr_drops=0)
-    assert [late.update(s, 0.0) for s in (100, 200, 300, 400, 500)] == [False, False, False, False, True]
+    assert [late.update(s, 0.0) for s in (100, 200, 300, 400)] == [False, False, False, False]
+    assert late.outlook(400) == "1 of 1 evaluations without a gain, then stop (not before step 500)"
+    assert late.update(500, 0.0)
     off = Plateau(patience=0, min_delta=0.0, min_steps=0, lr_drops=0)
     assert not any(off.update(s, 0.0) for s in range(1, 50))  # patience 0: the cap decides
     assert off.outlook() == "no plateau rule: runs to the cap"

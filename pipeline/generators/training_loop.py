@@ -403,7 +403,7 @@ class _Trainer:
                 row = self.evaluate()
                 progress_log.info(f"train {g.model}: step {self.step}/{g.steps}, fidelity F1 {row['fidelity_f1']:.3f} "
                                   f"(best {self.best_f1:.3f} at step {self.best_step})"
-                                  + (", plateau: stop" if self.stopped else ""),
+                                  + (", plateau: stop" if self.stopped else f"; {self.plateau.outlook(self.step)}"),
                                   extra={"progress": self.step / g.steps})
             if self.step % g.sample_every == 0 or self.step == g.steps or evaluated:
                 self.sample_grid(f"step_{self.step:07d}")

@@ -339,7 +339,7 @@ class Plateau:
             return False
         return True
 
-    def outlook(self) -> str:
+    def outlook(self, step: int = 0) -> str:
         """Where the rule stands, for the progress line: the step count reads against a cap that a
         phase rarely reaches (EMPS: 3,000-5,000 of 6,000), so "step 600/6000" alone tells a user
         nothing about when the phase will end; how many evaluations remain before it stops does."""
@@ -348,7 +348,8 @@ class Plateau:
         if self.waited == 0:
             return "improving"
         then = "the learning rate drops" if self.drops < self.lr_drops else "stop"
-        return f"{self.waited} of {self.patience} evaluations without a gain, then {then}"
+        note = f"{min(self.waited, self.patience)} of {self.patience} evaluations without a gain, then {then}"
+        return note + (f" (not before step {self.min_steps})" if step < self.min_steps else "")
 
     def state(self) -> dict:
         return {"reference": self.reference, "loss_reference": self.loss_reference, "waited": self.waited,
@@ -519,7 +520,7 @@ def train_segmentation(
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_f1=f"{f1:.3f}", best=f"{best_f1:.3f}")
                 progress_log.info(f"train {out_dir.name}: step {step}/{steps}, loss {row['train_loss']:.4f}, "
                                   f"val F1 {f1:.3f} (best {best_f1:.3f} at step {best_step})"
-                                  + (", plateau: stop" if stopped else f"; {plateau.outlook()}"),
+                                  + (", plateau: stop" if stopped else f"; {plateau.outlook(step)}"),
                                   extra={"progress": step / steps})
                 loss_sum.zero_()
                 loss_count, interval_start, interval_t = 0, step, time.perf_counter()
