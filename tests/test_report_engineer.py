@@ -154,6 +154,43 @@ def test_report_repeats_the_runs_notices_under_the_verdict(run_dir):
     assert "Check the setup" not in build_report(run_dir)[0].read_text()
 
 
+def test_one_seed_report_gives_the_study_command_and_its_time(run_dir):
+    results = pd.read_csv(run_dir / "results.csv")
+    assert "A verdict across 3 seeds" not in build_report(run_dir)[0].read_text()  # two seeds ran: nothing to add
+    one = results[(results.row != "seed") | (results.seed == 0)].copy()
+    one.loc[one.row == "seed", "train_seconds"] = [600.0, 1200.0]  # real_only 10 min, pretrained:spade 20 min
+    one.to_csv(run_dir / "results.csv", index=False)
+    html, md = build_report(run_dir)
+    text, md_text = html.read_text(), md.read_text()
+    # seeds 1 and 2 of both arms, one after another (the fixture's config: one task at a time)
+    assert "about 60 min here judging by this run's arm times (1 worker)" in text
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["runtime"].update(task_runner="dask", dask_workers=2)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg))
+    # longest first on two workers: 20 + 10 min each
+    assert "about 30 min here judging by this run's arm times (2 workers)" in build_report(run_dir)[0].read_text()
+    command = next(line for line in md_text.splitlines() if line.startswith("synth-pretrain study"))
+    assert command == (f"synth-pretrain study --config {run_dir.resolve() / 'config.yaml'} -s spade "
+                       f"--arms real_only,pretrained --seeds 0,1,2")
+    params = _parse(command)
+    assert params["synthesis"] == ["spade"] and params["arms"] == "real_only,pretrained" and params["seeds"] == "0,1,2"
+
+
+def test_a_study_from_a_runs_config_reuses_its_arms(tmp_path):
+    """What the one-seed report promises: `study --config <run>/config.yaml` gives every arm of the
+    run the stage key it had, so seed 0 comes from the cache and only the other seeds train."""
+    from pipeline.stages import seg_arm_key
+
+    run = context.prepare(load_config("default", [f"runtime.runs_dir={tmp_path}", "data.demo_images=24",
+                                                   "data.n_train=12", "data.n_val=4", "data.n_test=4"]), "one-seed")
+    study = context.prepare(load_config(run.run_dir / "config.yaml", [
+        "segmentation.seeds=[0,1,2]", "segmentation.arms=[real_only,pretrained,joint]"]), "study")
+    pairs = [tmp_path / "stages" / "synthetic" / "k"]
+    for arm in ("real_only", "joint"):
+        assert seg_arm_key(study, arm, 0, 12, pairs) == seg_arm_key(run, arm, 0, 12, pairs)
+    assert seg_arm_key(study, "joint", 1, 12, pairs) != seg_arm_key(run, "joint", 0, 12, pairs)
+
+
 def test_report_without_checkpoints_says_so(run_dir):
     shutil.rmtree(run_dir.parent / "stages")
     text = build_report(run_dir)[0].read_text()

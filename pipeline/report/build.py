@@ -282,6 +282,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "run_dir": str(run_dir),
         "partial": partial,
         "notices": manifest.get("notices") or [],
+        "more_seeds": None if partial else _more_seeds(results, cfg, run_dir),  # a partial run may be adding seeds
         "set": set_info,
         "config_yaml": yaml.safe_dump(cfg, sort_keys=False),
         "rows": rows,
@@ -319,6 +320,41 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     return html_path, md_path
 
 
+def _arm_seconds(results: pd.DataFrame) -> pd.Series:
+    """Training seconds of each (arm, seed, n_real) row: every phase's time, including time spent
+    before a resume (``arm_seconds`` only counts the last call, so it is the fallback for results
+    that predate phase times)."""
+    phases = [c for c in results.columns if c.endswith("_seconds") and c != "arm_seconds"]
+    total = results[phases].sum(axis=1, min_count=1) if phases else pd.Series(np.nan, index=results.index)
+    if "arm_seconds" in results:
+        total = total.fillna(results["arm_seconds"])
+    return total
+
+
+def _more_seeds(results: pd.DataFrame, cfg: dict, run_dir: Path, seeds: int = 3) -> dict | None:
+    """When every arm ran one seed: the command for a verdict across ``seeds`` seeds and what it would
+    cost here. ``study`` with this run's resolved config reuses its finished arms from the stage cache
+    (arm keys leave out the seed list), so only the other seeds train; each is estimated at this run's
+    time for the same arm, scheduled longest first on the run's workers, as the flow submits them."""
+    if results.empty or "seed" not in results or results.groupby(["arm", "n_real"])["seed"].nunique().max() > 1:
+        return None
+    runtime = cfg.get("runtime", {})
+    workers = int(runtime.get("dask_workers" if runtime.get("task_runner") == "dask" else "max_parallel_tasks", 1))
+    seconds = _arm_seconds(results)
+    minutes = None
+    if seconds.notna().all():
+        loads = [0.0] * max(1, workers)
+        for t in sorted(list(seconds) * (seeds - 1), reverse=True):
+            loads[loads.index(min(loads))] += t
+        minutes = round(max(loads) / 60)
+    base = results["arm"].str.split(":").str[0]  # joint:copypaste -> the arm joint, the method copypaste
+    methods = sorted({a.split(":", 1)[1] for a in results["arm"] if ":" in a})
+    command = (f"synth-pretrain study --config {run_dir.resolve() / 'config.yaml'} "
+               + "".join(f"-s {m} " for m in methods) + f"--arms {','.join(dict.fromkeys(base))} "
+               + f"--seeds {','.join(str(s) for s in range(seeds))}")
+    return {"seeds": seeds, "minutes": minutes, "workers": workers, "command": command}
+
+
 def _plateau_rows(results: pd.DataFrame) -> list[dict]:
     """Per arm and n_real: steps each phase ran (median and range over seeds) and how it stopped."""
     rows = []
@@ -336,14 +372,9 @@ def _plateau_rows(results: pd.DataFrame) -> list[dict]:
             parts.append(f"{ph}: {int(steps.median())} steps ({steps.min()}–{steps.max()}), "
                          + ("all on patience" if caps == 0 else f"<b>{caps} of {len(stops)} at the cap</b>")
                          + (f", {' / '.join(precision)}" if precision else ""))
-        # training time of every phase, including time spent before a resume (an arm's own call time,
-        # arm_seconds, only counts the last call); arm_seconds where a result predates phase times
-        seconds = [f"{ph}_seconds" for ph in phases if f"{ph}_seconds" in g.columns]
-        total = g[seconds].sum(axis=1, min_count=1) if seconds else None
-        if total is None or total.isna().all():
-            total = g["arm_seconds"] if "arm_seconds" in g else None
+        total = _arm_seconds(g)
         rows.append({"n_real": int(n), "arm": arm, "phases": "; ".join(parts),
-                     "minutes": f"{total.median() / 60:.1f}" if total is not None and total.notna().any() else ""})
+                     "minutes": f"{total.median() / 60:.1f}" if total.notna().any() else ""})
     return rows
 
 
