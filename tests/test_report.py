@@ -51,6 +51,16 @@ def test_report_is_self_contained_says_procedural_and_leads_with_the_verdict(run
     assert "train: 401 steps (400–402), all on patience, bf16" in md_text  # the precision it ran in
 
 
+
+def test_plateau_table_says_how_much_of_the_time_went_to_validation(run_dir):
+    results = pd.read_csv(run_dir / "results.csv")
+    results.loc[results.row == "seed", "train_seconds"] = 600.0
+    results.loc[results.row == "seed", "train_validation_s"] = 60.0
+    results.to_csv(run_dir / "results.csv", index=False)
+    md_text = build_report(run_dir)[1].read_text()
+    assert "| 100 | real_only | train: 401 steps (400–402), all on patience, bf16 | 10.0 (10 % validating) |" in md_text
+
+
 def test_markdown_table(run_dir):
     table = results_markdown_table(pd.read_csv(run_dir / "results.csv"))
     assert table.count("\n") == 4 and "2/3" in table and "vs real_only" in table

@@ -60,6 +60,9 @@ def test_short_training_learns_and_writes_outputs(cfg, trained):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["best_val_f1"] == pytest.approx(log["val_f1"].max())
     assert metrics["best_step"] == int(log.loc[log["val_f1"] == log["val_f1"].max(), "step"].max())  # ties -> later
+    # where the time went: validation's own seconds, apart from the steps' rate
+    assert (log["val_seconds"] > 0).all() and metrics["validation_s"] == pytest.approx(log["val_seconds"].sum())
+    assert metrics["validation_s"] < metrics["time_s"]
     # bf16 or fp32 is a runtime choice outside the stage key: the record says which one ran
     from pipeline.device import precision_name
 

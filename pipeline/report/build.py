@@ -373,8 +373,12 @@ def _plateau_rows(results: pd.DataFrame) -> list[dict]:
                          + ("all on patience" if caps == 0 else f"<b>{caps} of {len(stops)} at the cap</b>")
                          + (f", {' / '.join(precision)}" if precision else ""))
         total = _arm_seconds(g)
-        rows.append({"n_real": int(n), "arm": arm, "phases": "; ".join(parts),
-                     "minutes": f"{total.median() / 60:.1f}" if total.notna().any() else ""})
+        minutes = f"{total.median() / 60:.1f}" if total.notna().any() else ""
+        validation = [f"{ph}_validation_s" for ph in phases if f"{ph}_validation_s" in g.columns]
+        if minutes and validation and g[validation].notna().all().all():
+            share = g[validation].sum(axis=1) / total  # the evaluations' share of the training time
+            minutes += f" ({100 * share.median():.0f} % validating)"
+        rows.append({"n_real": int(n), "arm": arm, "phases": "; ".join(parts), "minutes": minutes})
     return rows
 
 

@@ -139,7 +139,8 @@ def run_arm(ctx, arm: str, seed: int, n_real: int, pair_dirs: list[Path], out_di
         m = read_json(best.parent / "metrics.json")
         phase_info |= {f"{phase}_steps": m["steps_run"], f"{phase}_best_step": m["best_step"],
                        f"{phase}_stop": m["stop_reason"], f"{phase}_seconds": round(m["time_s"], 1),
-                       f"{phase}_precision": m.get("precision")}  # absent in records older than the field
+                       f"{phase}_validation_s": m.get("validation_s"),  # absent in records older than the fields
+                       f"{phase}_precision": m.get("precision")}
     hit_cap = any(phase_info[f"{p}_stop"] == "cap" for p, _ in phases)
 
     configure(cfg.runtime)

@@ -497,6 +497,7 @@ def train_segmentation(
             loss_count += 1
             bar.update(1)
             if step % seg.eval_every == 0 or step == steps:
+                t_val = time.perf_counter()
                 scores = _validate(evaluated, val_pairs, cfg, device)
                 f1 = scores["val_f1"]
                 now = time.perf_counter()
@@ -506,7 +507,10 @@ def train_segmentation(
                     "lr": current_lr,
                     **scores,
                     "elapsed_s": elapsed_before + now - t0,
-                    "train_images_per_s": (step - interval_start) * batch_size / max(1e-9, now - interval_t),
+                    # the steps' rate without the evaluation, and the evaluation's own time: where a phase's
+                    # time goes (training steps or validation) is what a speed-up has to know
+                    "train_images_per_s": (step - interval_start) * batch_size / max(1e-9, t_val - interval_t),
+                    "val_seconds": now - t_val,
                 }
                 log.append(row)
                 if math.isnan(f1) or f1 >= best_f1:  # ties (and no validation) -> the later step
@@ -549,6 +553,7 @@ def train_segmentation(
             "init_from": str(init_from) if init_from else None,
             "time_s": elapsed,
             "images_per_s_with_validation": step * batch_size / max(1e-9, elapsed),
+            "validation_s": float(sum(r.get("val_seconds", 0.0) for r in log)),
             "device": str(device),
             "precision": precision_name(device, seg.amp),
             **meta,
