@@ -70,20 +70,25 @@ def main() -> None:
               f"{last.get('elapsed_s', 0):.0f} s", flush=True)
 
     marks = [budget * f for f in (0.25, 0.5, 0.75, 1.0)]
-    print(f"\nbest mask fidelity F1 reached by (training seconds; {args.minutes:g} min per method, one after the other)\n")
-    print("| method | " + " | ".join(f"{m / 60:.1f} min" for m in marks) + " | steps in the budget |")
-    print("|---|" + "---|" * (len(marks) + 1))
+    judge_metrics = next(Path(args.judge).rglob("metrics.json"), None)
+    judge_f1 = json.loads(judge_metrics.read_text()).get("best_val_f1") if judge_metrics else None
+    print(f"\nbest mask fidelity F1 reached by (training seconds; {args.minutes:g} min per method, one after the other)"
+          + (f"; the judge's own F1 on the real validation images: {judge_f1:.3f}" if judge_f1 is not None else "") + "\n")
+    print("| method | " + " | ".join(f"{m / 60:.1f} min" for m in marks) + " | steps in the budget | s per step |")
+    print("|---|" + "---|" * (len(marks) + 2))
     for model, r in results.items():
         cells = []
         for m in marks:
             seen = [row["fidelity_f1"] for row in r["evaluations"] if row.get("elapsed_s", 1e18) <= m and "fidelity_f1" in row]
             cells.append(f"{max(seen):.3f}" if seen else "-")
         steps = int(r["evaluations"][-1]["step"]) if r["evaluations"] else 0
-        print(f"| {model} | " + " | ".join(cells) + f" | {steps} |")
+        # seconds per step including the evaluations, from the last evaluation's elapsed time
+        per_step = r["evaluations"][-1].get("elapsed_s", 0) / steps if steps else float("nan")
+        print(f"| {model} | " + " | ".join(cells) + f" | {steps} | {per_step:.2f} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "minutes": args.minutes,
-                               "results": results}, indent=2) + "\n")
+                               "judge_val_f1": judge_f1, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
