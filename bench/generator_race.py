@@ -70,8 +70,9 @@ def main() -> None:
               f"{last.get('elapsed_s', 0):.0f} s", flush=True)
 
     marks = [budget * f for f in (0.25, 0.5, 0.75, 1.0)]
-    judge_metrics = next(Path(args.judge).rglob("metrics.json"), None)
-    judge_f1 = json.loads(judge_metrics.read_text()).get("best_val_f1") if judge_metrics else None
+    # the judge segments with its tuned post-processing: its validation F1 with it is the ceiling to read against
+    judge_metrics = Path(args.judge) / "metrics.json"
+    judge_f1 = json.loads(judge_metrics.read_text()).get("val_f1") if judge_metrics.is_file() else None
     print(f"\nbest mask fidelity F1 reached by (training seconds; {args.minutes:g} min per method, one after the other)"
           + (f"; the judge's own F1 on the real validation images: {judge_f1:.3f}" if judge_f1 is not None else "") + "\n")
     print("| method | " + " | ".join(f"{m / 60:.1f} min" for m in marks) + " | steps in the budget | s per step |")
