@@ -2,7 +2,8 @@
 
 Each pair: a window of real image B (native scale, its labels kept), onto which a random subset of
 the objects of another real image A is pasted, each by its own mask, after a large scale jitter of
-A (``generation.simple_cp_scale``, the paper's 0.1-2.0 by default). Pasted objects occlude B's
+A (``generation.simple_cp_scale``: the paper's standard jitter 0.8-1.25 by default; its large 0.1-2.0
+collapsed joint training on EMPS, docs/RESULTS.md section 19). Pasted objects occlude B's
 objects in the label map as in the image. No synthetic masks and no training are involved: the
 method asks whether recombining the real pairs already gives what a generator would.
 
