@@ -267,3 +267,26 @@ def test_config_section_defaults_to_no_filtering():
     assert load_config("default", ["filtering.keep_fraction=0.6"]).filtering.keep_fraction == 0.6
     with pytest.raises(ConfigError):
         load_config("default", ["filtering.keep_fraction=0"])
+
+
+def test_the_report_says_what_filtering_kept(tmp_path, oracle):
+    """A run that filtered its pairs says so beside the verdict, from the filter stage's own
+    filtering.json: kept of how many, the fidelity at the cut, fidelity and touching before -> after."""
+    from pipeline.report.build import _filtering
+
+    graded_store(tmp_path / "pairs")
+    scores = score_pairs(tmp_path / "ckpt.pt", tmp_path / "pairs", Config(), batch_size=4, progress=False)
+    stage = tmp_path / "runs" / "line3" / "stages" / "filtered" / "k0"
+    filter_pairs(tmp_path / "pairs", scores, stage / "pairs", keep_fraction=0.5)
+    summary = read_json(stage / "pairs" / "filtering.json")
+    run_dir = tmp_path / "runs" / "line3" / "r1"
+    stages = [{"stage": "segmentation real_only", "path": "runs/line3/stages/seg_real_only/k"},
+              {"stage": "filter pairs (copypaste)", "path": "/moved/runs/line3/stages/filtered/k0/pairs"},
+              {"stage": "filter pairs (copypaste)", "path": "runs/line3/stages/filtered/k0/pairs"}]  # shown once
+    (row,) = _filtering(run_dir, stages)
+    assert (row["method"], row["pairs_in"], row["kept"], row["kept_pct"], row["copies"]) == ("copypaste", 6, 3, "50", 0)
+    assert row["cut"] == f"{summary['thresholds']['min_fidelity_kept']:.2f}"
+    assert row["fidelity"] == f"{summary['mean_fidelity']['before']:.2f} → {summary['mean_fidelity']['kept']:.2f}"
+    t = summary["mean_touching_fraction"]
+    assert row["touching"] == f"{t['before']:.2f} → {t['written']:.2f}"
+    assert _filtering(run_dir, stages[:1]) == []  # no filtering in the run: nothing said

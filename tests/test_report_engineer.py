@@ -357,3 +357,20 @@ def test_partial_report_shows_the_arms_a_running_study_has_finished(tmp_path):
     assert set(results.arm.dropna()) == {"real_only", "pretrained:copypaste"} and (results.row == "verdict").sum() == 1
     assert not (ctx.run_dir / "results.csv").exists() and not (ctx.run_dir / "report.html").exists()
     assert not (tmp_path / "demo" / "latest").exists()  # a partial report is not the set's latest run
+
+
+def test_report_says_the_verdict_is_for_filtered_pairs(run_dir):
+    stage = run_dir.parent / "stages" / "filtered" / "k0" / "pairs"
+    write_json(stage / "filtering.json", {
+        "pairs_in": 800, "kept": 480, "pairs_out": 480, "copies_added": 0, "thresholds": {"min_fidelity_kept": 0.5},
+        "mean_fidelity": {"before": 0.57, "kept": 0.74}, "mean_touching_fraction": {"before": 0.67, "written": 0.58}})
+    recorded = json.loads((run_dir / "stages.json").read_text())
+    write_json(run_dir / "stages.json", [*recorded, {"stage": "filter pairs (spade)", "seconds": 1.0, "cached": False,
+                                                     "compute_seconds": 1.0, "path": str(stage)}])
+    html, md = build_report(run_dir)
+    for t in (html.read_text(), md.read_text()):
+        assert ("Filtered synthetic pairs" in t and "the arms trained on 480 of 800 pairs (60 %)" in t
+                and "object F1 ≥ 0.50" in t and "0.57 → 0.74" in t and "0.67 → 0.58" in t)
+        assert t.index("Helped, made up here.") < t.index("Filtered synthetic pairs")
+    write_json(run_dir / "stages.json", recorded)
+    assert "Filtered synthetic pairs" not in build_report(run_dir)[0].read_text()

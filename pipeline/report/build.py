@@ -291,6 +291,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "plateau": _plateau_rows(results),
         "curves_plot": _curves_plot(run_dir, results),
         "generators": _generator_training(run_dir, stages),
+        "filtering": _filtering(run_dir, stages),
         "efficiency_plot": _efficiency_plot(results),
         "per_seed": results.round(4).to_dict("records"),
         "per_seed_columns": list(results.round(4).columns),
@@ -463,6 +464,34 @@ def _generator_training(run_dir: Path, stages: list[dict], snapshots: int = 3) -
                     "steps": int(frame.step.max()), "plot": _png(fig),
                     "fidelity_plot": _generator_fidelity_plot(evals, best_step) if best_step is not None else None,
                     "stop": _generator_stop(training), "samples": samples})
+    return out
+
+
+def _filtering(run_dir: Path, stages: list[dict]) -> list[dict]:
+    """Per filtered synthetic store of the run (``filter pairs (<method>)`` stages,
+    pipeline/quality/filtering.py): how many pairs the arms trained on out of how many, the fidelity
+    at the cut, and what the cut did to the pairs' mean fidelity and to how often their objects touch.
+    The verdict above is for the filtered pairs; a user reads here what was thrown away, since a cut
+    that keeps the easy, isolated layouts can cost exactly the touching objects F1 depends on."""
+    out, seen = [], set()
+    for entry in stages:
+        if not entry["stage"].startswith("filter pairs"):
+            continue
+        f = stage_path(run_dir, entry["path"]) / "filtering.json"
+        if f in seen or not f.is_file():
+            continue
+        seen.add(f)
+        s = read_json(f)
+        fid, touch = s.get("mean_fidelity", {}), s.get("mean_touching_fraction", {})
+        out.append({
+            "method": entry["stage"].removeprefix("filter pairs").strip(" ()") or "synthetic",
+            "pairs_in": int(s["pairs_in"]), "kept": int(s["kept"]), "pairs_out": int(s["pairs_out"]),
+            "copies": int(s.get("copies_added", 0)),
+            "kept_pct": f"{100 * s['kept'] / max(1, s['pairs_in']):.0f}",
+            "cut": f"{s['thresholds']['min_fidelity_kept']:.2f}" if s.get("thresholds") else "",
+            "fidelity": f"{fid['before']:.2f} → {fid['kept']:.2f}" if {"before", "kept"} <= fid.keys() else "",
+            "touching": f"{touch['before']:.2f} → {touch['written']:.2f}" if {"before", "written"} <= touch.keys() else "",
+        })
     return out
 
 
