@@ -374,3 +374,55 @@ def test_report_says_the_verdict_is_for_filtered_pairs(run_dir):
         assert t.index("Helped, made up here.") < t.index("Filtered synthetic pairs")
     write_json(run_dir / "stages.json", recorded)
     assert "Filtered synthetic pairs" not in build_report(run_dir)[0].read_text()
+
+
+# ------------------------------------------------------------- synth-pretrain compare RUN_A RUN_B
+
+
+def _run_with_arms(root, name: str, arms: dict[tuple[str, int], tuple[str, list[tuple[int, int, int]]]],
+                   images=("a", "b", "c", "d")):
+    """A run folder whose stages.json records arm folders: (arm, seed) -> (stage key, tp/fp/fn per image)."""
+    run = root / "runs" / "line3" / name
+    run.mkdir(parents=True)
+    recorded = []
+    for (arm, seed), (key, counts) in arms.items():
+        d = root / "runs" / "line3" / "stages" / f"seg_{arm.split(':')[0]}" / key
+        tp, fp, fn = (np.array(c, float) for c in zip(*counts))
+        f1 = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())
+        write_json(d / "metrics.json", {"arm": arm, "seed": seed, "n_real": 50, "f1": f1, "precision": tp.sum() / (tp.sum() + fp.sum()),
+                                        "recall": tp.sum() / (tp.sum() + fn.sum()), "hit_cap": False})
+        pd.DataFrame({"image": list(images), "tp": tp, "fp": fp, "fn": fn}).to_csv(d / "per_image.csv", index=False)
+        recorded.append({"stage": f"segmentation {arm}", "seconds": 1.0, "cached": False, "path": f"runs/line3/stages/seg_{arm.split(':')[0]}/{key}"})
+    write_json(run / "stages.json", recorded)
+    write_text(run / "config.yaml", Config().to_yaml())
+    return run
+
+
+def test_compare_pairs_an_arm_of_two_runs_by_seed(tmp_path):
+    worse = [(5, 5, 5)] * 4
+    better = [(8, 1, 2)] * 4
+    same = {("real_only", s): (f"r{s}", [(6, 3, 4)] * 4) for s in (0, 1)}
+    a = _run_with_arms(tmp_path, "a", {**same, **{("joint:copypaste", s): (f"a{s}", worse) for s in (0, 1)}})
+    b = _run_with_arms(tmp_path, "b", {**same, ("joint:copypaste", 0): ("b0", better), ("joint:copypaste", 2): ("b2", better)})
+    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    joint = next(line for line in lines if line.startswith("Better: joint:copypaste with 50 real pairs"))
+    # seed 0 only (seed 1 is not in B, seed 2 not in A): 16/(16+3) against 10/(10+10)
+    assert f"F1 {100 * 16 / 19:.1f} vs 50.0 %" in joint and "1 seed, 4 test images" in joint and "One seed" in joint
+    assert any(line.startswith("Same arm: real_only with 50 real pairs") for line in lines)
+
+    only = CliRunner().invoke(app, ["compare", str(a), str(b), "--arm", "real_only"])
+    assert "joint:copypaste" not in only.output and "Same arm" in only.output
+    unknown = CliRunner().invoke(app, ["compare", str(a), str(b), "--arm", "joint:spade"])
+    assert unknown.exit_code != 0 and "joint:spade: not an arm of either run" in unknown.output
+    assert "Traceback" not in unknown.output
+
+
+def test_compare_refuses_runs_on_other_test_images(tmp_path):
+    a = _run_with_arms(tmp_path, "a", {("real_only", 0): ("r0", [(1, 1, 1)] * 4)})
+    b = _run_with_arms(tmp_path, "b", {("real_only", 0): ("s0", [(1, 1, 1)] * 4)}, images=("a", "b", "c", "e"))
+    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    assert result.exit_code != 0 and "test images are not those of" in result.output and "Traceback" not in result.output
+    missing = CliRunner().invoke(app, ["compare", str(a), str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "no stages.json" in missing.output

@@ -84,11 +84,12 @@ def paired_bootstrap(arm: list[np.ndarray], ref: list[np.ndarray], n_boot: int, 
 
 
 def compare(rows: pd.DataFrame, per_image: dict[int, pd.DataFrame], arm: str, n_real: int, reference_n_real: int,
-            n_boot: int = 2000, confidence: float = 0.95) -> Comparison | None:
+            n_boot: int = 2000, confidence: float = 0.95, reference: str = REFERENCE) -> Comparison | None:
     """``rows``: one row per arm x seed x n_real (arm, seed, n_real, f1, precision, recall, hit_cap,
-    row_id); ``per_image``: row_id -> that row's per-image table."""
+    row_id); ``per_image``: row_id -> that row's per-image table. ``reference``: the arm compared
+    against (real_only; another run's arm in ``synth-pretrain compare``)."""
     mine = rows[(rows.arm == arm) & (rows.n_real == n_real)].set_index("seed")
-    ref = rows[(rows.arm == REFERENCE) & (rows.n_real == reference_n_real)].set_index("seed")
+    ref = rows[(rows.arm == reference) & (rows.n_real == reference_n_real)].set_index("seed")
     seeds = sorted(set(mine.index) & set(ref.index))
     if not seeds:
         return None
@@ -97,7 +98,7 @@ def compare(rows: pd.DataFrame, per_image: dict[int, pd.DataFrame], arm: str, n_
     r = [_counts(per_image[int(ref.loc[s, "row_id"])], images) for s in seeds]
     delta, lo, hi = paired_bootstrap(a, r, n_boot, confidence)
     capped = []
-    for name, frame in ((arm, mine), (REFERENCE, ref)):
+    for name, frame in ((arm, mine), (reference, ref)):
         if frame.loc[seeds, "hit_cap"].astype(bool).any():
             capped.append(name)
     c = Comparison(arm, int(n_real), int(reference_n_real), len(seeds), len(images), delta, lo, hi,

@@ -32,6 +32,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @user_errors
+    def compare(
+        run_a: Path = typer.Argument(..., help="the run before the change: runs/<set>/<run-id>"),
+        run_b: Path = typer.Argument(..., help="the run with the change, same set and test images"),
+        arm: list[str] = typer.Option(None, "--arm", help="only this arm (repeatable), e.g. joint:copypaste"),
+    ) -> None:
+        """Is each arm better in run B than in run A (a setting changed between them)? ΔF1 paired by
+        seed, with the verdict's bootstrap interval over seeds and test images. Writes nothing."""
+        from .compare import _evaluation, compare_runs, format_comparisons
+
+        ev = _evaluation(run_b)
+        found = compare_runs(run_a, run_b, arm or None, int(ev.get("bootstrap", 2000)), float(ev.get("confidence", 0.95)))
+        typer.echo(format_comparisons(run_a, run_b, found))
+
+    @app.command()
+    @user_errors
     def runs(
         runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="the runs folder (config runtime.runs_dir)"),
         set_name: str | None = typer.Option(None, "--set", help="only the runs of this set (its folder name under runs/)"),
