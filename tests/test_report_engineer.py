@@ -380,7 +380,7 @@ def test_report_says_the_verdict_is_for_filtered_pairs(run_dir):
 
 
 def _run_with_arms(root, name: str, arms: dict[tuple[str, int], tuple[str, list[tuple[int, int, int]]]],
-                   images=("a", "b", "c", "d")):
+                   images=("a", "b", "c", "d"), overrides=()):
     """A run folder whose stages.json records arm folders: (arm, seed) -> (stage key, tp/fp/fn per image)."""
     run = root / "runs" / "line3" / name
     run.mkdir(parents=True)
@@ -394,7 +394,7 @@ def _run_with_arms(root, name: str, arms: dict[tuple[str, int], tuple[str, list[
         pd.DataFrame({"image": list(images), "tp": tp, "fp": fp, "fn": fn}).to_csv(d / "per_image.csv", index=False)
         recorded.append({"stage": f"segmentation {arm}", "seconds": 1.0, "cached": False, "path": f"runs/line3/stages/seg_{arm.split(':')[0]}/{key}"})
     write_json(run / "stages.json", recorded)
-    write_text(run / "config.yaml", Config().to_yaml())
+    write_text(run / "config.yaml", load_config("default", list(overrides)).to_yaml())
     return run
 
 
@@ -403,10 +403,12 @@ def test_compare_pairs_an_arm_of_two_runs_by_seed(tmp_path):
     better = [(8, 1, 2)] * 4
     same = {("real_only", s): (f"r{s}", [(6, 3, 4)] * 4) for s in (0, 1)}
     a = _run_with_arms(tmp_path, "a", {**same, **{("joint:copypaste", s): (f"a{s}", worse) for s in (0, 1)}})
-    b = _run_with_arms(tmp_path, "b", {**same, ("joint:copypaste", 0): ("b0", better), ("joint:copypaste", 2): ("b2", better)})
+    b = _run_with_arms(tmp_path, "b", {**same, ("joint:copypaste", 0): ("b0", better), ("joint:copypaste", 2): ("b2", better)},
+                       overrides=["filtering.keep_fraction=0.6"])
     result = CliRunner().invoke(app, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
+    assert "settings changed from A to B: filtering.keep_fraction: 1.0 -> 0.6" in lines
     joint = next(line for line in lines if line.startswith("Better: joint:copypaste with 50 real pairs"))
     # seed 0 only (seed 1 is not in B, seed 2 not in A): 16/(16+3) against 10/(10+10)
     assert f"F1 {100 * 16 / 19:.1f} vs 50.0 %" in joint and "1 seed, 4 test images" in joint and "One seed" in joint

@@ -88,6 +88,27 @@ def compare_runs(run_a: Path, run_b: Path, arms: list[str] | None = None, n_boot
     return out
 
 
+def config_changes(run_a: Path, run_b: Path) -> list[str]:
+    """'section.key: value in A -> value in B' for every setting that differs between the runs'
+    config.yaml files: what the comparison is a comparison of."""
+    import yaml
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = ({} if not (Path(r) / "config.yaml").is_file() else flat(yaml.safe_load((Path(r) / "config.yaml").read_text()))
+            for r in (run_a, run_b))
+    missing = "(not set)"
+    return [f"{k}: {a.get(k, missing)} -> {b.get(k, missing)}" for k in sorted(a.keys() | b.keys())
+            if a.get(k, missing) != b.get(k, missing)]
+
+
 def _same_stage_dirs(a_rows: pd.DataFrame, b_rows: pd.DataFrame, arm: str, n_real: int) -> bool:
     """True when every seed both runs have of the arm is the same stage folder in both."""
     pick = lambda r: r[(r.arm == arm) & (r.n_real == n_real)].set_index("seed").stage_dir  # noqa: E731
@@ -136,7 +157,9 @@ def describe_change(c: Comparison, confidence: float = 0.95) -> tuple[str, str]:
 
 
 def format_comparisons(run_a: Path, run_b: Path, found: list[Comparison]) -> str:
-    lines = [f"run A: {run_a}", f"run B: {run_b}", "",
+    changes = config_changes(run_a, run_b)
+    lines = [f"run A: {run_a}", f"run B: {run_b}",
+             "settings changed from A to B: " + ("; ".join(changes) if changes else "none (the same config)"), "",
              f"{'arm':<28} {'real pairs':>10} {'seeds':>5} {'F1 A':>6} {'F1 B':>6} {'ΔF1':>6}  {'interval':<16} word"]
     for c in found:
         lines.append(f"{c.arm:<28} {c.n_real:>10} {c.seeds:>5} {c.reference_f1 * 100:>6.1f} {c.f1 * 100:>6.1f} "
