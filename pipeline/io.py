@@ -74,7 +74,13 @@ def _json_default(o: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file of a run or stage folder; a damaged one (a hand edit, a disk that filled up)
+    is an InputError naming the file, so every command reports it in one line."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise InputError(f"{path}: not valid JSON{where} ({getattr(e, 'msg', None) or e})") from None
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:

@@ -245,3 +245,24 @@ def test_duplicate_stem_is_one_error_not_also_an_orphan(tmp_path):
     assert sum("duplicate stem 'a'" in e for e in report.errors) == 2
     assert not any("without image" in e or "without mask" in e for e in report.errors), report.errors
     assert report.stems == ["b"]
+
+
+def test_a_damaged_json_file_of_a_run_is_one_line_naming_it(tmp_path):
+    """run.json, stages.json, metrics.json...: a hand edit or a full disk must not end every
+    command that reads the folder in a traceback."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.errors import InputError
+    from pipeline.io import read_json
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "stages.json").write_text('[{"stage": "segmentation real_only",')
+    with pytest.raises(InputError, match=r"stages.json: not valid JSON at line 1"):
+        read_json(tmp_path / "a" / "stages.json")
+    for args in (["compare", str(tmp_path / "a"), str(tmp_path / "a")], ["report", str(tmp_path / "a")]):
+        (tmp_path / "a" / "results.csv").write_text("row\n")  # report gets as far as the JSON files
+        (tmp_path / "a" / "config.yaml").write_text("{}\n")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        assert "stages.json: not valid JSON at line 1" in result.output, result.output
