@@ -256,6 +256,9 @@ class EvaluationConfig(Section):
     fg_grid: list[float] = Field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
     boundary_grid: list[float] = Field(default_factory=lambda: [0.3, 0.5, 0.7])
     min_area_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # x min_object_area
+    # a best setting on a grid's edge is not tuned: that grid grows one step past it (area x2 or /2,
+    # threshold +-0.1 within 0.05-0.95) and is scored again, at most this many times; 0 = grids as given
+    grid_extensions: int = Field(4, ge=0, le=10)
     # the verdict's interval: bootstrap over test images (and seeds) of the paired F1 difference
     bootstrap: int = Field(2000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)

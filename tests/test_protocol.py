@@ -127,12 +127,45 @@ def test_postprocessing_is_tuned_on_validation_and_ties_keep_the_defaults(cfg):
     masks = [blob_pair(i)[1] for i in range(3)]
     probs = _probs(masks)  # interiors at ~0.35-0.4: the default 0.5 threshold finds nothing
     assert instances_from_probs(probs[0], "boundary", 0.5, 0.5, 8).max() == 0
-    best, rows = tune_postprocess(probs, masks, "boundary", cfg.evaluation, 8)
+    fixed = cfg.evaluation.model_copy(update={"grid_extensions": 0})
+    best, rows = tune_postprocess(probs, masks, "boundary", fixed, 8)
     assert best["fg_threshold"] == 0.3 and best["val_f1"] > 0.8
     assert len(rows) == len(cfg.evaluation.fg_grid) * len(cfg.evaluation.boundary_grid) * 4
+    grown, grown_rows = tune_postprocess(probs, masks, "boundary", cfg.evaluation, 8)
+    assert grown["val_f1"] >= best["val_f1"] and len(grown_rows) > len(rows)
+    assert {r["fg_threshold"] for r in grown_rows} >= {0.2}  # 0.3 was the grid's edge and among the best
     empty = [np.zeros((2, 32, 32), np.float32)] * 2  # every setting scores 0: keep the defaults
     flat, _ = tune_postprocess(empty, [np.zeros((32, 32), np.int32)] * 2, "boundary", cfg.evaluation, 8)
     assert (flat["fg_threshold"], flat["boundary_threshold"], flat["min_object_area"]) == (0.5, 0.5, 8)
+
+
+def _squares_with_specks(n_images: int = 2):
+    """Two 15 x 15 objects per image; the probabilities also light up 7 x 7 specks (49 px) that no
+    mask holds. Only a minimum area above 49 px (and below 225) removes them."""
+    from pipeline.segmentation.targets import make_target
+
+    masks, probs = [], []
+    for _ in range(n_images):
+        m = np.zeros((64, 64), np.int32)
+        m[5:20, 5:20], m[40:55, 40:55] = 1, 2
+        p = make_target(m, "boundary").astype(np.float32) * 0.9
+        p[0, 5:12, 40:47] = p[0, 45:52, 5:12] = 0.9
+        masks.append(m)
+        probs.append(p)
+    return probs, masks
+
+
+def test_a_best_setting_on_the_grids_edge_grows_the_grid(cfg):
+    """On EMPS, F1 rose with every doubling of the minimum area up to the grid's largest: the tuned
+    setting sat on the edge. The grid now grows past an edge that holds the best F1."""
+    probs, masks = _squares_with_specks()
+    ev = cfg.evaluation.model_copy(update={"min_area_grid": [0.5, 1.0, 2.0, 4.0]})
+    fixed, _ = tune_postprocess(probs, masks, "boundary", ev.model_copy(update={"grid_extensions": 0}), 8)
+    assert fixed["min_object_area"] <= 32 and fixed["val_f1"] == pytest.approx(2 / 3)  # 4 objects found, 4 specks
+    grown, rows = tune_postprocess(probs, masks, "boundary", ev, 8)
+    assert grown["min_object_area"] == 64 and grown["val_f1"] == pytest.approx(1.0)
+    assert max(r["min_object_area"] for r in rows) >= 64
+    assert max(r["min_object_area"] for r in rows) <= 8 * 4 * 2 ** ev.grid_extensions
 
 
 def _counts(tp, fp, fn):

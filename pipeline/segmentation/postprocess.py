@@ -92,6 +92,16 @@ def instances_for_config(probs: np.ndarray, kind: str, eval_cfg) -> np.ndarray:
     )
 
 
+THRESHOLD_STEP, THRESHOLD_RANGE = 0.1, (0.05, 0.95)  # how far an edge of a threshold grid is extended
+
+
+def _best_values(rows: list[dict], name: str) -> set:
+    """The values of one setting among the rows with the best F1 (ties included: a flat F1 that
+    reaches a grid's edge may go on rising past it)."""
+    top = max(round(r["f1"], 9) for r in rows)
+    return {r[name] for r in rows if round(r["f1"], 9) == top}
+
+
 def tune_postprocess(probs: list[np.ndarray], gts: list[np.ndarray], kind: str, eval_cfg, base_min_area: int) -> tuple[dict, list[dict]]:
     """The post-processing settings with the best object F1 on the given (validation) images.
 
@@ -100,28 +110,81 @@ def tune_postprocess(probs: list[np.ndarray], gts: list[np.ndarray], kind: str, 
     changes nothing. The watershed runs once per threshold pair; the area filter is re-applied.
     Returns (best settings, one row per combination) - re-scoring stored probabilities is cheap,
     so every arm gets the post-processing that suits it instead of one fixed threshold for all.
+
+    A best setting on the edge of a grid is not a tuned one: F1 may still be rising beyond it (on
+    EMPS it rose with every doubling of the minimum area up to the grid's largest, for every arm).
+    So, up to ``eval_cfg.grid_extensions`` times, a grid whose edge holds the best setting grows one
+    step past it - the minimum area doubles (or halves), a threshold moves by 0.1 within 0.05-0.95 -
+    and the new combinations are scored too. The same rule for every arm: one protocol, not a grid
+    fitted to one set.
     """
     from ..evaluation.matching import iou_matrix, match_from_iou, ratio
 
     t = float(eval_cfg.iou_threshold)
-    boundaries = list(eval_cfg.boundary_grid) if kind == "boundary" else [eval_cfg.boundary_threshold]
+    extensions = int(getattr(eval_cfg, "grid_extensions", 0))
+    fgs = sorted({float(x) for x in eval_cfg.fg_grid})
+    boundaries = sorted({float(x) for x in eval_cfg.boundary_grid}) if kind == "boundary" else [float(eval_cfg.boundary_threshold)]
     areas = sorted({max(1, int(round(base_min_area * f))) for f in eval_cfg.min_area_grid})
-    rows = []
-    for fg in eval_cfg.fg_grid:
-        for b in boundaries:
-            labels = [instances_from_probs(p, kind, fg, b, 0) for p in probs]
-            for area in areas:
-                tp = fp = fn = 0
-                for lab, gt in zip(labels, gts):
-                    m = match_from_iou(iou_matrix(gt, remove_small(lab, area)), t)
-                    tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
-                rows.append({"fg_threshold": float(fg), "boundary_threshold": float(b), "min_object_area": int(area),
-                             "f1": ratio(2 * tp, 2 * tp + fp + fn), "precision": ratio(tp, tp + fp),
-                             "recall": ratio(tp, tp + fn)})
 
     def distance_to_default(r: dict) -> float:
         return (abs(r["fg_threshold"] - eval_cfg.fg_threshold) + abs(r["boundary_threshold"] - eval_cfg.boundary_threshold)
                 + abs(np.log(r["min_object_area"] / max(1, base_min_area))))
 
-    best = max(rows, key=lambda r: (round(r["f1"], 9), -distance_to_default(r)))
+    def rank(r: dict) -> tuple:
+        return round(r["f1"], 9), -distance_to_default(r)
+
+    def score_pair(fg: float, b: float) -> list[dict]:
+        """Every area of the grid for one threshold pair (one watershed per image), the area grid
+        extended past its edge while the best area of this pair sits there."""
+        labels = [instances_from_probs(p, kind, fg, b, 0) for p in probs]
+
+        def row(area: int) -> dict:
+            tp = fp = fn = 0
+            for lab, gt in zip(labels, gts):
+                m = match_from_iou(iou_matrix(gt, remove_small(lab, area)), t)
+                tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+            return {"fg_threshold": fg, "boundary_threshold": b, "min_object_area": int(area),
+                    "f1": ratio(2 * tp, 2 * tp + fp + fn), "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+
+        out = [row(a) for a in areas]
+        lo, hi = areas[0], areas[-1]
+        for _ in range(extensions):
+            best_areas = _best_values(out, "min_object_area")
+            grew = False
+            if hi in best_areas:
+                hi *= 2
+                out.append(row(hi))
+                grew = True
+            if lo in best_areas and lo > 1:
+                lo = max(1, lo // 2)
+                out.append(row(lo))
+                grew = True
+            if not grew:
+                break
+        return out
+
+    rows: list[dict] = []
+    scored: set[tuple[float, float]] = set()
+    for round_ in range(extensions + 1):
+        for fg in fgs:
+            for b in boundaries:
+                if (fg, b) not in scored:
+                    scored.add((fg, b))
+                    rows += score_pair(fg, b)
+        best = max(rows, key=rank)
+        if round_ == extensions:
+            break
+        grew = False
+        for grid, name in ((fgs, "fg_threshold"), (boundaries, "boundary_threshold")):
+            if name == "boundary_threshold" and kind != "boundary":
+                continue
+            best_values = _best_values(rows, name)
+            if grid[-1] in best_values and grid[-1] + THRESHOLD_STEP <= THRESHOLD_RANGE[1] + 1e-9:
+                grid.append(round(grid[-1] + THRESHOLD_STEP, 2))
+                grew = True
+            if grid[0] in best_values and grid[0] - THRESHOLD_STEP >= THRESHOLD_RANGE[0] - 1e-9:
+                grid.insert(0, round(grid[0] - THRESHOLD_STEP, 2))
+                grew = True
+        if not grew:
+            break
     return {k: best[k] for k in ("fg_threshold", "boundary_threshold", "min_object_area")} | {"val_f1": best["f1"]}, rows
