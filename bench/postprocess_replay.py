@@ -46,7 +46,7 @@ def main() -> None:
     scored: dict[str, dict] = {}  # arm folder -> {rule: (row, per_image)}
     rows = []
     for run in args.runs:
-        cfg = load_config(run / "config.yaml", [*overrides, "runtime.runs_dir=/tmp/postprocess_replay"])
+        cfg = load_config(run / "config.yaml", ["runtime.runs_dir=/tmp/postprocess_replay", *overrides])
         configure(cfg.runtime)
         device = pick_device(cfg.runtime.device)
         ctx = context.prepare(cfg, run_id="replay")
