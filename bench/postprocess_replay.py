@@ -40,6 +40,7 @@ def main() -> None:
     from pipeline.evaluation.verdict import verdicts
     from pipeline.io import read_json
     from pipeline.report.compare import run_arms
+    from pipeline.run_layout import stage_path
     from pipeline.segmentation.postprocess import instances_from_probs, resolve_min_area, tune_postprocess
     from pipeline.segmentation.training import load_segmentation_model, predict_probabilities
 
@@ -58,7 +59,7 @@ def main() -> None:
             m = read_json(folder / "metrics.json")
             if str(folder) not in scored:
                 t0 = time.perf_counter()
-                model, meta = load_segmentation_model(Path(m["checkpoint"]), device)
+                model, meta = load_segmentation_model(stage_path(run, m["checkpoint"]), device)
                 kind = meta["target"]
                 real = ctx.report_pairs(ctx.real_train_stems(int(m["n_real"])))
                 ev = resolve_min_area(cfg, [mk for _, mk in real]).evaluation
