@@ -29,7 +29,6 @@ def main() -> None:
     cut = argv.index("--") if "--" in argv else len(argv)
     args, overrides = ap.parse_args(argv[:cut]), argv[cut + 1 :]
 
-    import numpy as np
     import pandas as pd
     import torch
 
@@ -99,8 +98,6 @@ def main() -> None:
             rows += [{**r, "run": run.name} for r in table.values()]
     if args.out:
         pd.DataFrame(rows).drop_duplicates(["folder", "rule"]).to_csv(args.out, index=False)
-    np.seterr(all="ignore")
-    sys.exit(0)
 
 
 if __name__ == "__main__":

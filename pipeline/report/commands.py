@@ -39,11 +39,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Is each arm better in run B than in run A (a setting changed between them)? ΔF1 paired by
         seed, with the verdict's bootstrap interval over seeds and test images. Writes nothing."""
-        from .compare import _evaluation, compare_runs, format_comparisons
+        from .compare import compare_runs, format_comparisons
 
-        ev = _evaluation(run_b)
-        found = compare_runs(run_a, run_b, arm or None, int(ev.get("bootstrap", 2000)), float(ev.get("confidence", 0.95)))
-        typer.echo(format_comparisons(run_a, run_b, found))
+        typer.echo(format_comparisons(run_a, run_b, compare_runs(run_a, run_b, arm or None)))
 
     @app.command()
     @user_errors

@@ -50,15 +50,16 @@ def run_arms(run_dir: Path) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     return pd.DataFrame(rows), per_image
 
 
-def compare_runs(run_a: Path, run_b: Path, arms: list[str] | None = None, n_boot: int = 2000,
-                 confidence: float = 0.95) -> list[Comparison]:
+def compare_runs(run_a: Path, run_b: Path, arms: list[str] | None = None) -> list[Comparison]:
     """Every arm (or those named) at every n_real that both runs trained with at least one common
-    seed: run B's arm against run A's, paired by seed."""
+    seed: run B's arm against run A's, paired by seed, with run B's bootstrap settings."""
     a_rows, a_images = run_arms(run_a)
     b_rows, b_images = run_arms(run_b)
-    iou = {r: _evaluation(r).get("iou_threshold") for r in (run_a, run_b)}
-    if iou[run_a] != iou[run_b]:
-        raise InputError(f"{run_b}: objects matched at IoU {iou[run_b]}, {run_a} at {iou[run_a]}: not comparable")
+    ev_a, ev_b = (run_config(r).get("evaluation") or {} for r in (run_a, run_b))
+    if ev_a.get("iou_threshold") != ev_b.get("iou_threshold"):
+        raise InputError(f"{run_b}: objects matched at IoU {ev_b.get('iou_threshold')}, {run_a} at "
+                         f"{ev_a.get('iou_threshold')}: not comparable")
+    n_boot, confidence = int(ev_b.get("bootstrap", 2000)), float(ev_b.get("confidence", 0.95))
     _same_test_images(run_a, a_images, run_b, b_images)
     offset = len(a_rows)
     rows = pd.concat([a_rows.assign(arm=RUN_A + ":" + a_rows.arm),
@@ -91,8 +92,6 @@ def compare_runs(run_a: Path, run_b: Path, arms: list[str] | None = None, n_boot
 def config_changes(run_a: Path, run_b: Path) -> list[str]:
     """'section.key: value in A -> value in B' for every setting that differs between the runs'
     config.yaml files: what the comparison is a comparison of."""
-    import yaml
-
     def flat(d, prefix=""):
         out = {}
         for k, v in (d or {}).items():
@@ -102,8 +101,7 @@ def config_changes(run_a: Path, run_b: Path) -> list[str]:
                 out[f"{prefix}{k}"] = v
         return out
 
-    a, b = ({} if not (Path(r) / "config.yaml").is_file() else flat(yaml.safe_load((Path(r) / "config.yaml").read_text()))
-            for r in (run_a, run_b))
+    a, b = (flat(run_config(r)) for r in (run_a, run_b))
     missing = "(not set)"
     return [f"{k}: {a.get(k, missing)} -> {b.get(k, missing)}" for k in sorted(a.keys() | b.keys())
             if a.get(k, missing) != b.get(k, missing)]
@@ -117,12 +115,17 @@ def _same_stage_dirs(a_rows: pd.DataFrame, b_rows: pd.DataFrame, arm: str, n_rea
     return bool(common) and all(a[s] == b[s] for s in common)
 
 
-def _evaluation(run_dir: Path) -> dict:
-    """The run's evaluation settings (config.yaml), {} for a folder without one."""
+def run_config(run_dir: Path) -> dict:
+    """The run's resolved config (config.yaml) as a dict, {} for a folder without one."""
     import yaml
 
     f = Path(run_dir) / "config.yaml"
-    return (yaml.safe_load(f.read_text()) or {}).get("evaluation", {}) if f.is_file() else {}
+    if not f.is_file():
+        return {}
+    try:
+        return yaml.safe_load(f.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"{f}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
 def _same_test_images(run_a: Path, a_images: dict[int, pd.DataFrame], run_b: Path, b_images: dict[int, pd.DataFrame]) -> None:

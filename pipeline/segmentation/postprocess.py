@@ -121,7 +121,7 @@ def tune_postprocess(probs: list[np.ndarray], gts: list[np.ndarray], kind: str, 
     from ..evaluation.matching import iou_matrix, match_from_iou, ratio
 
     t = float(eval_cfg.iou_threshold)
-    extensions = int(getattr(eval_cfg, "grid_extensions", 0))
+    extensions = int(eval_cfg.grid_extensions)
     fgs = sorted({float(x) for x in eval_cfg.fg_grid})
     boundaries = sorted({float(x) for x in eval_cfg.boundary_grid}) if kind == "boundary" else [float(eval_cfg.boundary_threshold)]
     areas = sorted({max(1, int(round(base_min_area * f))) for f in eval_cfg.min_area_grid})
