@@ -30,8 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _step_times(args: dict, threads: int, start, results) -> None:
-    """One process: build the model, wait for the start signal, time windows of training steps."""
+def build_step(args: dict, threads: int):
+    """The CPU default's training step for ``args`` (model, optimiser, loss, one fixed batch) as a
+    closure; ``threads`` torch threads. bench/dask_overhead.py times the same step in Dask workers."""
     import torch
 
     from pipeline.segmentation.models import create_model
@@ -61,7 +62,11 @@ def _step_times(args: dict, threads: int, start, results) -> None:
         opt.step()
 
     step()
-    start.wait()
+    return step
+
+
+def timed_windows(step, args: dict) -> list[float]:
+    """Seconds per step in each of ``repeats`` windows of ``steps`` steps, after one warm-up window."""
     times = []
     for window in range(args["repeats"] + 1):
         t = time.perf_counter()
@@ -69,7 +74,14 @@ def _step_times(args: dict, threads: int, start, results) -> None:
             step()
         if window:  # the first window is a warm-up
             times.append((time.perf_counter() - t) / args["steps"])
-    results.put(times)
+    return times
+
+
+def _step_times(args: dict, threads: int, start, results) -> None:
+    """One process: build the step, wait for the start signal, time windows of training steps."""
+    step = build_step(args, threads)
+    start.wait()
+    results.put(timed_windows(step, args))
 
 
 def run_layout(args: dict, processes: int, threads: int) -> dict:

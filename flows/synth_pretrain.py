@@ -251,6 +251,25 @@ def _keep_malloc_default_in_dask_workers() -> None:
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
+# Dask's bookkeeping, taken from the training threads on a 2-core CPU (bench/dask_overhead.py,
+# docs/RESULTS.md): a statistical profiler in every worker that samples its threads every 10 ms (for
+# a dashboard nobody opens), psutil's CPU / memory / disk / network counters in every server every
+# 500 ms, and each nanny's memory check on its worker every 100 ms (it guards against memory leaks
+# over hours; once a second is as safe for arms that train for tens of minutes).
+QUIET_DASK = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.disk": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
+
+def _quiet_dask_bookkeeping() -> None:
+    import dask
+
+    dask.config.set(QUIET_DASK)
+
+
 def _share_the_temporary_server_with_dask_workers() -> None:
     """Local runs without a Prefect server (``synth-pretrain run`` / ``study``) start a temporary one in
     this process. Spawned Dask workers do not inherit it: each started its own (three uvicorn servers
@@ -278,6 +297,7 @@ def make_task_runner(cfg: Config):
 
         _keep_malloc_default_in_dask_workers()
         if not rt.dask_address:
+            _quiet_dask_bookkeeping()
             _share_the_temporary_server_with_dask_workers()
         if not rt.dask_address and rt.dask_workers > 1:
             _one_line_progress_in_dask_workers()
