@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,8 @@ def test_segmentation_logs_every_evaluation(tmp_path):
     msgs = [r.getMessage() for r in records]
     assert len(msgs) == 2 and msgs[0].startswith("train seg: step 3/4") and "val F1" in msgs[0], msgs  # eval_every=3
     assert msgs[0].endswith("; improving") or "evaluations without a gain" in msgs[0], msgs  # when it will stop
+    # and how long a step takes, so the user can read the outlook's evaluations as minutes
+    assert re.match(r"train seg: step 3/4 \(\d+\.\d min, \d+\.\d\d s a step\), loss", msgs[0]), msgs
     assert [r.progress for r in records] == [0.75, 1.0]
 
 
@@ -240,6 +243,22 @@ def test_local_dask_workers_keep_glibc_malloc_default():
     environ = dask.config.get("distributed.nanny.pre-spawn-environ")
     assert "MALLOC_TRIM_THRESHOLD_" not in environ
     assert str(environ.get("OMP_NUM_THREADS")) == "1"  # one thread per worker process stays
+
+
+def test_local_dask_cluster_keeps_its_bookkeeping_quiet():
+    """Dask's worker profiler (every 10 ms) and monitors take cycles from the training threads on a
+    2-core CPU (bench/dask_overhead.py): the flow's local cluster turns them down; a cluster the user
+    runs (runtime.dask_address) keeps its own settings."""
+    import dask
+
+    import flows.synth_pretrain as flow
+
+    with dask.config.set({"distributed.worker.profile.enabled": True}):
+        flow.make_task_runner(load_config("smoke", ["runtime.task_runner=dask", "runtime.dask_address=tcp://127.0.0.1:1"]))
+        assert dask.config.get("distributed.worker.profile.enabled") is True
+        flow.make_task_runner(load_config("smoke", ["runtime.task_runner=dask"]))
+        for key, value in flow.QUIET_DASK.items():
+            assert dask.config.get(key) == value
 
 
 def test_side_by_side_dask_workers_log_lines_instead_of_bars(monkeypatch):

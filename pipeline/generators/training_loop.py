@@ -401,7 +401,10 @@ class _Trainer:
             evaluated = self.judge is not None and (self.step % g.eval_every == 0 or self.step == g.steps)
             if evaluated:
                 row = self.evaluate()
-                progress_log.info(f"train {g.model}: step {self.step}/{g.steps}, fidelity F1 {row['fidelity_f1']:.3f} "
+                recent = [r["sec"] for r in self.log[-g.eval_every:]]
+                progress_log.info(f"train {g.model}: step {self.step}/{g.steps} ({self.elapsed() / 60:.1f} min, "
+                                  f"{sum(recent) / max(1, len(recent)):.2f} s a step), "
+                                  f"fidelity F1 {row['fidelity_f1']:.3f} "
                                   f"(best {self.best_f1:.3f} at step {self.best_step})"
                                   + (", plateau: stop" if self.stopped else f"; {self.plateau.outlook(self.step)}"),
                                   extra={"progress": self.step / g.steps})
