@@ -15,17 +15,18 @@ processes at once in three layouts, alternating their order over ``--repeats`` r
 * ``dask``         a LocalCluster as the flow made it before, with Dask's default settings;
 * ``dask-quiet``   the same cluster with the flow's settings (flows/synth_pretrain.py ``QUIET_DASK``).
 
-For each it prints the median seconds per step the workers saw and the CPU the driving process
-used (as a share of one core) while they trained.
+For each it prints the median seconds per step the workers saw, the CPU the driving process used
+and the CPU each worker's other threads (Dask's, not the training thread) used, as shares of one
+core, while they trained. Both Dask layouts start their workers as the flow does (glibc's malloc
+default, Dask's logging at warnings: flows/synth_pretrain.py ``_keep_malloc_default_in_dask_workers``).
 
-    PYTHONPATH=$PWD python bench/dask_overhead.py --repeats 3 --out bench/results/dask_overhead.json
+    PYTHONPATH=$PWD python bench/dask_overhead.py --repeats 4 --out bench/results/dask_overhead.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import sys
@@ -60,9 +61,7 @@ def run_dask(args: dict, workers: int, settings: dict) -> dict:
     import dask
     from distributed import Client, LocalCluster
 
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)  # as the flow does (bench/dask_malloc.py)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, **settings}):
+    with dask.config.set(settings):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                           host="127.0.0.1") as cluster, Client(cluster) as client:
             client.wait_for_workers(workers)
@@ -88,10 +87,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--out")
     a = ap.parse_args(argv)
-    from flows.synth_pretrain import QUIET_DASK
+    from flows.synth_pretrain import QUIET_DASK, _keep_malloc_default_in_dask_workers
 
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # spawned workers read it
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    _keep_malloc_default_in_dask_workers()  # both Dask layouts: the workers' environment as the flow sets it
 
     args = {"arch": "Linknet", "encoder": "mobilenet_v2", "channels": a.channels, "batch": a.batch, "crop": a.crop,
             "steps": a.steps, "repeats": a.windows, "precision": a.precision, "memory_format": "channels_last"}

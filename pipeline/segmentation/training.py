@@ -523,7 +523,8 @@ def train_segmentation(
                 write_text(out_dir / LOG, pd.DataFrame(log).to_csv(index=False))
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_f1=f"{f1:.3f}", best=f"{best_f1:.3f}")
                 # time beside the step count: with how many evaluations remain (the outlook), it tells a user
-                # on a slow CPU how long the phase may still take (one evaluation window = eval_every steps)
+                # on a slow CPU how long the phase may still take (one evaluation window = eval_every steps; the
+                # seconds a step include the window's validation)
                 step_s = (now - interval_t) / max(1, step - interval_start)
                 progress_log.info(f"train {out_dir.name}: step {step}/{steps} ({row['elapsed_s'] / 60:.1f} min, "
                                   f"{step_s:.2f} s a step), loss {row['train_loss']:.4f}, "
